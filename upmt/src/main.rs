@@ -1,4 +1,158 @@
-//! The `upmt` binary (placeholder until the anchor and mobile host issue).
-fn main() {
-    println!("upmt: not built yet");
+//! `upmt`: the UPMT anchor node, mobile host and their control CLI.
+//!
+//! A thin binary that wires the crates together: `signaling` (SIP association, tunnel
+//! setup, handover), `dataplane` (the io_uring forwarder with the PAFT) and `nat` (the
+//! anchor's NAPT). See `docs/ARCHITECTURE.md`.
+
+use upmt::{config, control};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// UPMT: per-application mobility over IP-in-UDP tunnels.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the anchor node (registrar, tunnel broker, NAT, data plane).
+    Anchor {
+        /// Configuration file (see examples/anchor.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only validate the configuration and exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the mobile host (association, tunnels, data plane, handovers).
+    Mobile {
+        /// Configuration file (see examples/mobile.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only validate the configuration and exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Show a running daemon's status.
+    Status {
+        /// Machine-readable JSON (documented in docs/CONTROL.md).
+        #[arg(long)]
+        json: bool,
+        /// Control socket (default: the mobile host's, else the anchor's).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Move flows to the tunnel on another interface (mobile host).
+    Handover {
+        /// Flows matching SPEC, e.g. `udp 198.18.3.1:5001` or `tcp :80`.
+        #[arg(long, conflicts_with_all = ["all", "app"])]
+        flow: Option<String>,
+        /// Every flow, and new ones.
+        #[arg(long)]
+        all: bool,
+        /// Every flow of an application.
+        #[arg(long)]
+        app: Option<String>,
+        /// The interface whose tunnel the flows move to.
+        #[arg(long)]
+        to: String,
+        /// Control socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+}
+
+const MOBILE_SOCKET: &str = "/run/upmt/mobile.sock";
+const ANCHOR_SOCKET: &str = "/run/upmt/anchor.sock";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("upmt: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Anchor { config, check } => {
+            let cfg = config::AnchorConfig::load(&config)?;
+            if check {
+                println!("{}: valid", config.display());
+                return Ok(());
+            }
+            anyhow::bail!(
+                "the anchor daemon is not wired yet (issue 6); {} is valid ({} VIPA pool)",
+                config.display(),
+                cfg.vipa.pool
+            )
+        }
+        Cmd::Mobile { config, check } => {
+            let cfg = config::MobileConfig::load(&config)?;
+            if check {
+                println!("{}: valid", config.display());
+                return Ok(());
+            }
+            anyhow::bail!(
+                "the mobile daemon is not wired yet (issue 6); {} is valid (user {})",
+                config.display(),
+                cfg.identity.user
+            )
+        }
+        Cmd::Status { json, socket } => {
+            let path = socket.unwrap_or_else(default_socket);
+            let r = control::request(&path, &control::Request::Status)?;
+            print_response(r, json)
+        }
+        Cmd::Handover {
+            flow,
+            all,
+            app,
+            to,
+            socket,
+        } => {
+            let flows = match (flow, all, app) {
+                (Some(s), false, None) => control::FlowSelector::Spec(s),
+                (None, true, None) => control::FlowSelector::All,
+                (None, false, Some(a)) => control::FlowSelector::App(a),
+                _ => anyhow::bail!("give one of --flow SPEC, --all, --app NAME"),
+            };
+            let path = socket.unwrap_or_else(|| PathBuf::from(MOBILE_SOCKET));
+            let r = control::request(&path, &control::Request::Handover { flows, to })?;
+            print_response(r, true)
+        }
+    }
+}
+
+fn default_socket() -> PathBuf {
+    let m = PathBuf::from(MOBILE_SOCKET);
+    if m.exists() {
+        m
+    } else {
+        PathBuf::from(ANCHOR_SOCKET)
+    }
+}
+
+fn print_response(r: control::Response, json: bool) -> anyhow::Result<()> {
+    match r {
+        control::Response::Ok { value } => {
+            // The human form is the same document, indented; `--json` is compact for machines.
+            if json {
+                println!("{}", serde_json::to_string(&value)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
+            Ok(())
+        }
+        control::Response::Error { message } => anyhow::bail!("{message}"),
+    }
 }

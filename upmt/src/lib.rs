@@ -1,0 +1,10 @@
+//! The UPMT daemons as a library: configuration, the control socket, and (as they land) the
+//! anchor and mobile host wiring. The `upmt` binary is a thin command line over this.
+//!
+//! Layer: the top of the house. It wires `signaling` (association, tunnel setup, handover),
+//! `dataplane` (the forwarder) and `nat` (the anchor's NAPT); it processes no packets itself.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod control;
