@@ -598,7 +598,12 @@ impl AnchorConfig {
         if self.nat.public.is_empty() {
             return Err(invalid(path, "nat.public", "at least one public address"));
         }
-        if let Some(p) = self.nat.public.iter().find(|p| self.vipa.pool.contains(**p)) {
+        if let Some(p) = self
+            .nat
+            .public
+            .iter()
+            .find(|p| self.vipa.pool.contains(**p))
+        {
             return Err(invalid(
                 path,
                 "nat.public",
@@ -639,11 +644,7 @@ impl AnchorConfig {
 
 fn validate_dataplane(path: &Path, d: &DataplaneConfig) -> Result<(), ConfigError> {
     if !(576..=9000).contains(&d.path_mtu) {
-        return Err(invalid(
-            path,
-            "dataplane.path_mtu",
-            "between 576 and 9000",
-        ));
+        return Err(invalid(path, "dataplane.path_mtu", "between 576 and 9000"));
     }
     if let Some(t) = &d.tun {
         validate_ifname(path, "dataplane.tun", t)?;
@@ -805,7 +806,10 @@ mod tests {
         assert!("100.64.0.1/16".parse::<Ipv4Cidr>().is_err());
         assert!("100.64.0.0/33".parse::<Ipv4Cidr>().is_err());
         assert!("100.64.0.0".parse::<Ipv4Cidr>().is_err());
-        assert!("0.0.0.0/0".parse::<Ipv4Cidr>().unwrap().contains(Ipv4Addr::BROADCAST));
+        assert!("0.0.0.0/0"
+            .parse::<Ipv4Cidr>()
+            .unwrap()
+            .contains(Ipv4Addr::BROADCAST));
     }
 
     #[test]

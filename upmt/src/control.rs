@@ -85,7 +85,10 @@ impl Server {
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{} is in use: is the daemon already running?", path.display()),
+                format!(
+                    "{} is in use: is the daemon already running?",
+                    path.display()
+                ),
             ));
         }
         let _ = std::fs::remove_file(path);
@@ -184,7 +187,10 @@ mod tests {
             to: "umts0".into(),
         };
         let s = serde_json::to_string(&h).unwrap();
-        assert_eq!(s, r#"{"cmd":"handover","flows":{"app":"video"},"to":"umts0"}"#);
+        assert_eq!(
+            s,
+            r#"{"cmd":"handover","flows":{"app":"video"},"to":"umts0"}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), h);
         let all: Request =
             serde_json::from_str(r#"{"cmd":"handover","flows":"all","to":"wlan0"}"#).unwrap();
