@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ifaces;
+pub mod netlink;
 pub mod probe;
 
 pub use probe::{Keepalive, PathState, Probe, ProbeConfig, ProbeEvent, Quality};
