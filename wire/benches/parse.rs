@@ -1,0 +1,3 @@
+//! Placeholder, replaced below.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+fn main() {}
