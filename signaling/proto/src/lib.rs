@@ -1,2 +1,13 @@
-//! Placeholder: filled in by its issue.
+//! Sans-IO UPMT signalling over SIP.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod auth;
+pub mod body;
+pub mod codec;
+pub mod consts;
+pub mod credentials;
+pub mod pool;
+pub mod rate;
+pub mod timer;
+pub mod transaction;
