@@ -1,0 +1,123 @@
+//! The status documents `upmt status --json` prints (one per daemon). Field names are a
+//! stable interface: scripts and the benchmark harness read them. Documented with examples
+//! in `docs/CONTROL.md`.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+
+/// The mobile host's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MobileStatus {
+    /// `"mobile"`.
+    pub role: String,
+    /// The VIPA held, once associated.
+    pub vipa: Option<Ipv4Addr>,
+    /// The anchor's SIP address.
+    pub anchor: SocketAddrV4,
+    /// `"associating"`, `"associated"`.
+    pub association: String,
+    /// One per access interface with a tunnel (or trying to have one).
+    pub tunnels: Vec<MobileTunnel>,
+    /// Flows seen on the TUN, most recent first.
+    pub flows: Vec<MobileFlow>,
+    /// Data-plane drop counters by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// One tunnel of the mobile host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MobileTunnel {
+    /// Tunnel id the anchor assigned (0 until set up).
+    pub id: u32,
+    /// The access interface it rides.
+    pub iface: String,
+    /// `"setup"` (asking the anchor), `"up"` (usable), `"doubt"` (a keepalive was missed,
+    /// still usable), `"down"`.
+    pub state: String,
+    /// Local address and port of the tunnel socket.
+    pub local: Option<SocketAddr>,
+    /// The address and port the anchor sees (after the local NAT).
+    pub mapped: Option<SocketAddr>,
+    /// Smoothed RTT of keepalives, ms.
+    pub rtt_ms: Option<f64>,
+    /// RTT variation (jitter), ms.
+    pub jitter_ms: Option<f64>,
+    /// Keepalive loss, moving average, percent.
+    pub loss_pct: f64,
+    /// Bytes sent into the tunnel.
+    pub tx_bytes: u64,
+    /// Bytes received from the tunnel.
+    pub rx_bytes: u64,
+}
+
+/// One flow of the mobile host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MobileFlow {
+    /// `"tcp"`, `"udp"`, `"icmp"`, or a protocol number.
+    pub proto: String,
+    /// Source `addr:port` (the VIPA side).
+    pub src: String,
+    /// Destination `addr:port`.
+    pub dst: String,
+    /// The application, when known.
+    pub app: Option<String>,
+    /// The interface whose tunnel the flow rides.
+    pub iface: Option<String>,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+}
+
+/// The anchor's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnchorStatus {
+    /// `"anchor"`.
+    pub role: String,
+    /// Associated hosts.
+    pub hosts: Vec<AnchorHost>,
+    /// NAT state.
+    pub nat: NatStatus,
+    /// Data-plane drop counters by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// One associated mobile host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnchorHost {
+    /// Its identity (SIP user).
+    pub id: String,
+    /// Its VIPA.
+    pub vipa: Ipv4Addr,
+    /// Seconds until its association expires.
+    pub expires_in_s: u64,
+    /// Its tunnels.
+    pub tunnels: Vec<AnchorTunnel>,
+    /// Flows in the PAFT for this host.
+    pub flows: u64,
+}
+
+/// One tunnel at the anchor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnchorTunnel {
+    /// Tunnel id.
+    pub id: u32,
+    /// The outer address the tunnel comes from (the host's NAT mapping).
+    pub addr: SocketAddr,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+    /// Bytes sent into it.
+    pub tx_bytes: u64,
+}
+
+/// NAT state at the anchor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NatStatus {
+    /// `"upmt"` or `"kernel"`.
+    pub mode: String,
+    /// Live mappings (0 in kernel mode: see `conntrack -L`).
+    pub mappings: u64,
+    /// Public addresses.
+    pub public: Vec<Ipv4Addr>,
+}
