@@ -1,0 +1,642 @@
+//! The mapping tables: lock-free lookups, the locked slow path (creation, removal, expiry),
+//! port allocation, filtering permissions and the fragment table.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use papaya::Guard;
+
+use crate::config::{ConfigError, Filtering, NatConfig};
+use crate::hash::{fmix64, KeyHashState};
+use crate::mapping::{Key, Mapping, MappingInfo, PermKey, Proto, Remote, TcpState};
+use crate::verdict::{CounterSnapshot, Counters, DropReason, Verdict};
+
+pub(crate) type PMap<K, V> = papaya::HashMap<K, V, KeyHashState>;
+
+/// Granularity of the expiry timer queue.
+const BUCKET_MS: u64 = 1000;
+/// Random probes tried by the port allocator before it scans the range.
+const RANDOM_PROBES: usize = 64;
+
+/// The anchor's NAT: translation tables plus the rewrite functions (see the crate docs).
+///
+/// `Nat` is `Send + Sync`; share it between shards with an `Arc`. Every method takes
+/// `&self`. The per-packet methods never block on a lock for packets of existing mappings.
+pub struct Nat {
+    pub(crate) cfg: NatConfig,
+    epoch: OnceLock<Instant>,
+    /// `(proto, VIPA, port)` -> mapping.
+    pub(crate) out: PMap<Key, Arc<Mapping>>,
+    /// `(proto, public address, port)` -> mapping.
+    pub(crate) inb: PMap<Key, Arc<Mapping>>,
+    /// Filtering permissions -> last outbound packet to that remote (ms).
+    perms: PMap<PermKey, AtomicU64>,
+    /// Fragment tracking.
+    frags: PMap<FragKey, FragEntry>,
+    frag_count: AtomicUsize,
+    slow: Mutex<Slow>,
+    live: AtomicUsize,
+    pub(crate) counters: Counters,
+}
+
+/// State behind the slow-path lock.
+#[derive(Debug, Default)]
+struct Slow {
+    /// VIPA -> outbound keys of its mappings.
+    hosts: HashMap<Ipv4Addr, HashSet<Key>>,
+    /// Timer queue: bucket (deadline in seconds, rounded up) -> mappings filed there.
+    wheel: BTreeMap<u64, Vec<Arc<Mapping>>>,
+    rng: u64,
+}
+
+impl Slow {
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn schedule(&mut self, m: Arc<Mapping>, deadline_ms: u64) {
+        let bucket = deadline_ms.div_ceil(BUCKET_MS);
+        m.sched.store(bucket, Ordering::Relaxed);
+        self.wheel.entry(bucket).or_default().push(m);
+    }
+}
+
+/// Key of a fragmented datagram: `(direction, src, dst, proto, ident)` of the packet as it
+/// arrived (RFC 791 §3.2: fragments of one datagram share these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FragKey(u128);
+
+impl FragKey {
+    pub(crate) fn new(inbound: bool, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ident: u16) -> Self {
+        FragKey(
+            u128::from(inbound) << 120
+                | u128::from(u32::from(src)) << 64
+                | u128::from(u32::from(dst)) << 32
+                | u128::from(proto) << 16
+                | u128::from(ident),
+        )
+    }
+}
+
+/// What to do with the later fragments of a datagram: the addresses its first fragment got.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FragEntry {
+    pub(crate) created_ms: u64,
+    pub(crate) new_src: Ipv4Addr,
+    pub(crate) new_dst: Ipv4Addr,
+    pub(crate) verdict: Verdict,
+}
+
+impl Nat {
+    /// Creates an empty NAT. Fails if the configuration breaks an RFC minimum.
+    pub fn new(cfg: NatConfig) -> Result<Nat, ConfigError> {
+        cfg.validate()?;
+        // One reclamation domain for every map, so one guard serves all lookups of a packet.
+        let shared = Arc::new(seize::Collector::new());
+        let hs = KeyHashState(fmix64(cfg.seed ^ 0x6e61_745f_7461_626c));
+        let build = |cap: usize| (cap, hs, shared.clone());
+        let (c, h, s) = build(1024);
+        let out = papaya::HashMap::builder()
+            .hasher(h)
+            .capacity(c)
+            .shared_collector(s)
+            .build();
+        let (c, h, s) = build(1024);
+        let inb = papaya::HashMap::builder()
+            .hasher(h)
+            .capacity(c)
+            .shared_collector(s)
+            .build();
+        let (_, h, s) = build(0);
+        let perms = papaya::HashMap::builder()
+            .hasher(h)
+            .capacity(if cfg.filtering == Filtering::EndpointIndependent {
+                0
+            } else {
+                1024
+            })
+            .shared_collector(s)
+            .build();
+        let (_, h, s) = build(0);
+        let frags = papaya::HashMap::builder()
+            .hasher(h)
+            .capacity(64)
+            .shared_collector(s)
+            .build();
+        let rng = fmix64(cfg.seed ^ 0x706f_7274) | 1;
+        Ok(Nat {
+            cfg,
+            epoch: OnceLock::new(),
+            out,
+            inb,
+            perms,
+            frags,
+            frag_count: AtomicUsize::new(0),
+            slow: Mutex::new(Slow {
+                rng,
+                ..Slow::default()
+            }),
+            live: AtomicUsize::new(0),
+            counters: Counters::default(),
+        })
+    }
+}
+
+impl Nat {
+    /// The configuration.
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+
+    /// Number of live mappings.
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// `true` if no mapping is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the counters.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Milliseconds since the NAT's epoch (the first `now` it was given).
+    #[inline]
+    pub(crate) fn now_ms(&self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_init(|| now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX / 2)
+    }
+
+    pub(crate) fn guard(&self) -> impl Guard + '_ {
+        self.out.guard()
+    }
+
+    fn lock_slow(&self) -> MutexGuard<'_, Slow> {
+        self.slow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The public address of a host: "Paired" pooling (RFC 4787 REQ-2), by a hash of its VIPA.
+    pub(crate) fn public_for(&self, vipa: Ipv4Addr) -> Ipv4Addr {
+        let addrs = &self.cfg.public_addrs;
+        if addrs.len() == 1 {
+            return addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        }
+        let h = fmix64(self.cfg.seed ^ u64::from(u32::from(vipa)));
+        let i = usize::try_from(h % addrs.len() as u64).unwrap_or(0);
+        addrs.get(i).copied().unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    /// `true` if `addr` is one of the NAT's public addresses.
+    #[inline]
+    pub(crate) fn is_public(&self, addr: Ipv4Addr) -> bool {
+        self.cfg.public_addrs.contains(&addr)
+    }
+
+    /// The live mapping for an outbound key, or `None` (lock-free).
+    #[inline]
+    pub(crate) fn lookup_out<'g>(
+        &self,
+        key: Key,
+        guard: &'g impl Guard,
+    ) -> Option<&'g Arc<Mapping>> {
+        self.out.get(&key, guard)
+    }
+
+    /// The live mapping for an inbound key, or `None` (lock-free).
+    #[inline]
+    pub(crate) fn lookup_in<'g>(
+        &self,
+        key: Key,
+        guard: &'g impl Guard,
+    ) -> Option<&'g Arc<Mapping>> {
+        self.inb.get(&key, guard).filter(|m| !m.is_dead())
+    }
+
+    /// The outbound mapping for `(proto, vipa, vport)`, refreshed, created if missing.
+    ///
+    /// Fast path: one lock-free lookup and (at most once a second) an atomic `fetch_max`.
+    /// Slow path (no mapping yet, or it was just expired): takes the slow-path lock.
+    #[inline]
+    pub(crate) fn outbound_mapping<'g>(
+        &self,
+        now_ms: u64,
+        proto: Proto,
+        (vipa, vport): (Ipv4Addr, u16),
+        init: TcpState,
+        guard: &'g impl Guard,
+    ) -> Result<&'g Arc<Mapping>, DropReason> {
+        let key = Key::new(proto, vipa, vport);
+        if let Some(m) = self.lookup_out(key, guard) {
+            if m.touch(now_ms) {
+                return Ok(m);
+            }
+        }
+        self.create(now_ms, key, proto, (vipa, vport), init, guard)
+    }
+
+    #[cold]
+    fn create<'g>(
+        &self,
+        now_ms: u64,
+        key: Key,
+        proto: Proto,
+        (vipa, vport): (Ipv4Addr, u16),
+        init: TcpState,
+        guard: &'g impl Guard,
+    ) -> Result<&'g Arc<Mapping>, DropReason> {
+        let mut slow = self.lock_slow();
+        // Another shard may have created it while we waited for the lock.
+        if let Some(m) = self.out.get(&key, guard) {
+            if m.touch(now_ms) {
+                return Ok(m);
+            }
+        }
+        // RFC 6888 REQ-4/REQ-5: per-subscriber limit, then global limit.
+        let held = slow.hosts.get(&vipa).map_or(0, HashSet::len);
+        if held >= self.cfg.max_mappings_per_host {
+            return Err(DropReason::HostCapReached);
+        }
+        if self.live.load(Ordering::Relaxed) >= self.cfg.max_mappings {
+            return Err(DropReason::GlobalCapReached);
+        }
+        let public = self.public_for(vipa);
+        let pport = self
+            .allocate(&mut slow, proto, public, vport, guard)
+            .ok_or(DropReason::PortsExhausted)?;
+        let m = Arc::new(Mapping::new(
+            proto,
+            (vipa, vport),
+            (public, pport),
+            now_ms,
+            init,
+        ));
+        self.inb.insert(m.in_key(), m.clone(), guard);
+        self.out.insert(key, m.clone(), guard);
+        slow.hosts.entry(vipa).or_default().insert(key);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let deadline = m.deadline_ms(now_ms, &self.cfg.timeouts);
+        slow.schedule(m, deadline);
+        self.counters.created();
+        drop(slow);
+        self.out.get(&key, guard).ok_or(DropReason::NoMapping)
+    }
+
+    /// Picks a free public port (or ICMP identifier) on `public` for a host port `want`.
+    ///
+    /// RFC 4787 REQ-3/REQ-4 and RFC 5382 REQ-1: port preservation when `want` is in range and
+    /// free, else a random port of the same parity ("Port parity preservation" RECOMMENDED),
+    /// else any free port; never port overloading. Runs under the slow-path lock, which also
+    /// guards every insertion into the inbound table, so "free" stays true until we insert.
+    fn allocate(
+        &self,
+        slow: &mut Slow,
+        proto: Proto,
+        public: Ipv4Addr,
+        want: u16,
+        guard: &impl Guard,
+    ) -> Option<u16> {
+        let lo = u32::from(*self.cfg.port_range.start());
+        let hi = u32::from(*self.cfg.port_range.end());
+        let span = hi - lo + 1;
+        let free = |p: u32| -> Option<u16> {
+            let p = u16::try_from(p).ok()?;
+            (!self.inb.contains_key(&Key::new(proto, public, p), guard)).then_some(p)
+        };
+        let want32 = u32::from(want);
+        if (lo..=hi).contains(&want32) {
+            if let Some(p) = free(want32) {
+                return Some(p);
+            }
+        }
+        let parity = want32 & 1;
+        for _ in 0..RANDOM_PROBES {
+            let r = u32::try_from(slow.next_rand() % u64::from(span)).unwrap_or(0);
+            let mut p = lo + r;
+            if p & 1 != parity {
+                p = if p < hi {
+                    p + 1
+                } else {
+                    p.saturating_sub(1).max(lo)
+                };
+            }
+            if let Some(p) = free(p) {
+                return Some(p);
+            }
+        }
+        let start = u32::try_from(slow.next_rand() % u64::from(span)).unwrap_or(0);
+        for same_parity in [true, false] {
+            for i in 0..span {
+                let p = lo + (start + i) % span;
+                if same_parity && p & 1 != parity {
+                    continue;
+                }
+                if let Some(p) = free(p) {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// Removes a dead mapping from every structure. Slow-path lock held by the caller.
+    fn unlink(&self, slow: &mut Slow, m: &Arc<Mapping>, guard: &impl Guard) {
+        let key = m.out_key();
+        if self.out.get(&key, guard).is_some_and(|x| Arc::ptr_eq(x, m)) {
+            self.out.remove(&key, guard);
+        }
+        let ikey = m.in_key();
+        if self
+            .inb
+            .get(&ikey, guard)
+            .is_some_and(|x| Arc::ptr_eq(x, m))
+        {
+            self.inb.remove(&ikey, guard);
+        }
+        self.clear_permissions(m, guard);
+        if let Some(set) = slow.hosts.get_mut(&m.vipa) {
+            set.remove(&key);
+            if set.is_empty() {
+                slow.hosts.remove(&m.vipa);
+            }
+        }
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Files a mapping again after its timeout got shorter (TCP FIN or RST seen).
+    /// Takes the slow-path lock: this happens once per connection close, like creation.
+    #[cold]
+    pub(crate) fn reschedule(&self, m: &Arc<Mapping>) {
+        let mut slow = self.lock_slow();
+        let seen = m.last_seen();
+        if seen == crate::mapping::DEAD {
+            return;
+        }
+        let deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+        let bucket = deadline.div_ceil(BUCKET_MS);
+        if bucket < m.sched.load(Ordering::Relaxed) {
+            slow.schedule(m.clone(), deadline);
+        }
+    }
+
+    /// Removes every mapping whose idle timeout has passed, and stale fragment state.
+    /// Returns the number of mappings removed.
+    ///
+    /// Call it periodically (e.g. once a second) from the control thread. Cost: proportional
+    /// to the mappings whose deadline bucket has come (a timer queue of one-second buckets),
+    /// never a scan of the whole table. A mapping refreshed since it was filed is filed again
+    /// at its new deadline (lazy rescheduling: refreshes on the hot path stay one atomic store).
+    pub fn expire(&self, now: Instant) -> usize {
+        let now_ms = self.now_ms(now);
+        let guard = self.guard();
+        let mut slow = self.lock_slow();
+        let now_bucket = now_ms / BUCKET_MS;
+        let mut removed = 0usize;
+        while let Some(entry) = slow.wheel.first_entry() {
+            if *entry.key() > now_bucket {
+                break;
+            }
+            let (bucket, list) = entry.remove_entry();
+            for m in list {
+                if m.sched.load(Ordering::Relaxed) != bucket || m.is_dead() {
+                    continue; // stale entry: filed elsewhere since, or already removed
+                }
+                let mut seen = m.last_seen();
+                let mut deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                if deadline <= now_ms {
+                    if m.kill_if_unchanged(seen) {
+                        self.unlink(&mut slow, &m, &guard);
+                        removed += 1;
+                        continue;
+                    }
+                    // refreshed concurrently: keep it
+                    seen = m.last_seen();
+                    deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                }
+                slow.schedule(m, deadline.max(now_ms + 1));
+            }
+        }
+        drop(slow);
+        self.expire_fragments(now_ms, &guard);
+        self.counters.expired(removed as u64);
+        removed
+    }
+
+    /// When [`Nat::expire`] next has work, if any mapping is live (for `poll_timeout`).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let epoch = *self.epoch.get()?;
+        let slow = self.lock_slow();
+        let (bucket, _) = slow.wheel.first_key_value()?;
+        epoch.checked_add(Duration::from_millis(bucket.saturating_mul(BUCKET_MS)))
+    }
+
+    /// Drops every mapping of a host (its association ended). Returns how many.
+    pub fn remove_host(&self, vipa: Ipv4Addr) -> usize {
+        let guard = self.guard();
+        let mut slow = self.lock_slow();
+        let Some(keys) = slow.hosts.remove(&vipa) else {
+            return 0;
+        };
+        let mut n = 0;
+        for key in keys {
+            if let Some(m) = self.out.get(&key, &guard).cloned() {
+                m.kill();
+                self.unlink(&mut slow, &m, &guard);
+                n += 1;
+            }
+        }
+        self.counters.removed(n as u64);
+        n
+    }
+
+    /// The live mappings of a host, sorted. Takes the slow-path lock (control plane only).
+    pub fn mappings_for(&self, vipa: Ipv4Addr) -> Vec<MappingInfo> {
+        let guard = self.guard();
+        let slow = self.lock_slow();
+        let mut v: Vec<MappingInfo> = slow
+            .hosts
+            .get(&vipa)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.out.get(k, &guard))
+            .map(|m| m.info())
+            .collect();
+        drop(slow);
+        v.sort_by_key(|i| (i.proto, i.vport));
+        v
+    }
+
+    /// The mapping of one host endpoint, if live (lock-free; for tests and diagnostics).
+    pub fn lookup(&self, proto: Proto, vipa: Ipv4Addr, vport: u16) -> Option<MappingInfo> {
+        let guard = self.guard();
+        self.lookup_out(Key::new(proto, vipa, vport), &guard)
+            .filter(|m| !m.is_dead())
+            .map(|m| m.info())
+    }
+
+    // ---- filtering (RFC 4787 §5, RFC 5382 §4.3) ----
+
+    /// The remote endpoint as the filtering mode sees it.
+    #[inline]
+    pub(crate) fn filter_remote(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Remote {
+        match self.cfg.filtering {
+            Filtering::AddressAndPortDependent if proto != Proto::Icmp => Remote::new(addr, port),
+            _ => Remote::new(addr, 0),
+        }
+    }
+
+    /// Records that the host sent to `remote` through `m` (outbound packet).
+    #[inline]
+    pub(crate) fn permit(&self, m: &Mapping, remote: Remote, now_ms: u64, guard: &impl Guard) {
+        if self.cfg.filtering == Filtering::EndpointIndependent {
+            return;
+        }
+        let pk = PermKey::new(m.in_key(), remote);
+        if let Some(t) = self.perms.get(&pk, guard) {
+            let old = t.load(Ordering::Relaxed);
+            if now_ms > old.saturating_add(crate::mapping::REFRESH_GRAIN_MS) {
+                t.fetch_max(now_ms, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.add_permission(m, pk, remote, now_ms, guard);
+    }
+
+    /// Slow path of [`Nat::permit`]: takes the mapping's own permission-list lock.
+    #[cold]
+    fn add_permission(
+        &self,
+        m: &Mapping,
+        pk: PermKey,
+        remote: Remote,
+        now_ms: u64,
+        guard: &impl Guard,
+    ) {
+        let mut list = m.perms.lock().unwrap_or_else(PoisonError::into_inner);
+        // unlink() marks the mapping dead before it drains this list under the same lock,
+        // so a permission added here is either seen by it or not added at all.
+        if m.is_dead() || self.perms.contains_key(&pk, guard) {
+            return;
+        }
+        let cap = self.cfg.max_permissions_per_mapping.max(1);
+        if list.len() >= cap {
+            // forget the least recently used remote
+            let ikey = m.in_key();
+            let oldest = list
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, r)| {
+                    self.perms
+                        .get(&PermKey::new(ikey, **r), guard)
+                        .map_or(0, |t| t.load(Ordering::Relaxed))
+                })
+                .map(|(i, _)| i);
+            if let Some(i) = oldest {
+                let r = list.swap_remove(i);
+                self.perms.remove(&PermKey::new(ikey, r), guard);
+            }
+        }
+        list.push(remote);
+        self.perms.insert(pk, AtomicU64::new(now_ms), guard);
+    }
+
+    /// May `remote` send to mapping `m` now? (inbound packet)
+    #[inline]
+    pub(crate) fn permitted(
+        &self,
+        m: &Mapping,
+        remote: Remote,
+        now_ms: u64,
+        guard: &impl Guard,
+    ) -> bool {
+        if self.cfg.filtering == Filtering::EndpointIndependent {
+            return true;
+        }
+        match self.perms.get(&PermKey::new(m.in_key(), remote), guard) {
+            Some(t) => {
+                now_ms
+                    <= t.load(Ordering::Relaxed)
+                        .saturating_add(m.timeout_ms(&self.cfg.timeouts))
+            }
+            None => false,
+        }
+    }
+
+    fn clear_permissions(&self, m: &Mapping, guard: &impl Guard) {
+        let list = std::mem::take(&mut *m.perms.lock().unwrap_or_else(PoisonError::into_inner));
+        let ikey = m.in_key();
+        for r in list {
+            self.perms.remove(&PermKey::new(ikey, r), guard);
+        }
+    }
+
+    // ---- fragments (RFC 791 §3.2) ----
+
+    /// Remembers how the first fragment of a datagram was translated.
+    pub(crate) fn track_fragment(&self, key: FragKey, entry: FragEntry, guard: &impl Guard) {
+        if self.frag_count.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_fragments {
+            self.frag_count.fetch_sub(1, Ordering::Relaxed);
+            self.counters.fragment_untracked();
+            return;
+        }
+        if self.frags.insert(key, entry, guard).is_some() {
+            // replaced an older entry with the same key: the count did not grow
+            self.frag_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How the first fragment of this datagram was translated, if known and fresh.
+    #[inline]
+    pub(crate) fn fragment(
+        &self,
+        key: FragKey,
+        now_ms: u64,
+        guard: &impl Guard,
+    ) -> Option<FragEntry> {
+        let timeout = u64::try_from(self.cfg.fragment_timeout.as_millis()).unwrap_or(u64::MAX / 2);
+        self.frags
+            .get(&key, guard)
+            .filter(|e| now_ms <= e.created_ms.saturating_add(timeout))
+            .copied()
+    }
+
+    /// Drops stale fragment state: a scan of the (small, bounded) fragment table only.
+    fn expire_fragments(&self, now_ms: u64, guard: &impl Guard) {
+        if self.frag_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let timeout = u64::try_from(self.cfg.fragment_timeout.as_millis()).unwrap_or(u64::MAX / 2);
+        let stale: Vec<FragKey> = self
+            .frags
+            .iter(guard)
+            .filter(|(_, e)| now_ms > e.created_ms.saturating_add(timeout))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if self.frags.remove(&k, guard).is_some() {
+                self.frag_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Nat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nat")
+            .field("public_addrs", &self.cfg.public_addrs)
+            .field("filtering", &self.cfg.filtering)
+            .field("mappings", &self.len())
+            .finish_non_exhaustive()
+    }
+}
