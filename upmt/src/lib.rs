@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod control;
+pub mod netcfg;
 pub mod netmon;
 pub mod status;
