@@ -1,0 +1,543 @@
+//! The per-packet decisions, free of I/O: what to do with a packet read from the TUN and with a
+//! datagram received from a tunnel. Both backends (io_uring and fallback) call these, then act
+//! on the verdict; benches and unit tests call them directly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::control::{Event, Mode, NatHook};
+use crate::pkt::{self, Class, ControlKind, CONTROL_HEADER_LEN};
+use crate::stats::{DropReason, ShardStats};
+use crate::tables::{Route, Tables, Tunnel, TunnelId, TunnelState, NO_TUNNEL, PENDING};
+use crate::FlowKey;
+
+/// What to do with a packet read from the TUN.
+#[derive(Debug)]
+pub(crate) enum TunVerdict {
+    /// Send it, as is, as the UDP payload of this tunnel.
+    Send(Arc<Tunnel>),
+    /// Hold it until the control side decides (or the wait times out).
+    Hold(FlowKey),
+    /// Drop it.
+    Drop(DropReason),
+}
+
+/// What to do with a datagram received from a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetVerdict {
+    /// Write the payload (possibly NAT-rewritten in place) to the TUN.
+    ToTun,
+    /// Send the payload (rewritten in place into a keepalive reply) back to the source.
+    Reply,
+    /// Handed to the control thread; the buffer can be recycled.
+    Consumed,
+    /// Drop it.
+    Drop(DropReason),
+}
+
+/// Per-shard forwarding logic over the shared tables.
+pub(crate) struct Forwarder {
+    pub(crate) mode: Mode,
+    pub(crate) shard: usize,
+    pub(crate) tables: Arc<Tables>,
+    pub(crate) stats: Arc<ShardStats>,
+    pub(crate) events: Sender<Event>,
+    pub(crate) nat: Arc<dyn NatHook>,
+    pub(crate) answer_keepalives: bool,
+    pub(crate) hold: bool,
+}
+
+impl Forwarder {
+    /// A packet read from the TUN (`pkt` is exactly the IP packet).
+    #[inline]
+    pub(crate) fn on_tun(&self, pkt: &mut [u8], now: Instant) -> TunVerdict {
+        self.stats.tun_rx.add(pkt.len());
+        match self.mode {
+            Mode::Mobile => self.mobile_uplink(pkt),
+            Mode::Anchor => self.anchor_downlink(pkt, now),
+        }
+    }
+
+    fn mobile_uplink(&self, pkt: &[u8]) -> TunVerdict {
+        let Some(key) = pkt::flow_key(pkt) else {
+            return TunVerdict::Drop(DropReason::Malformed);
+        };
+        match self.tables.route(&key, pkt.len()) {
+            Route::Tunnel(t) => match self.usable(t) {
+                Some(tun) => TunVerdict::Send(tun),
+                None => self.default_route(),
+            },
+            Route::Default => self.default_route(),
+            Route::Pending if self.hold => TunVerdict::Hold(key),
+            Route::Pending => self.default_route(),
+            Route::Miss => {
+                let marker = if self.hold { PENDING } else { NO_TUNNEL };
+                match self.tables.insert_new(key, marker) {
+                    Ok(created) => {
+                        if created {
+                            // Full channel: the control side misses the event, the flow still
+                            // follows the default rule.
+                            let _ = self.events.try_send(Event::NewFlow {
+                                key,
+                                shard: self.shard,
+                            });
+                        }
+                        self.tables.count(&key, pkt.len());
+                        if self.hold {
+                            TunVerdict::Hold(key)
+                        } else {
+                            self.default_route()
+                        }
+                    }
+                    Err(()) => {
+                        self.stats.drop_packet(DropReason::PaftFull);
+                        self.default_route()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Route for a held packet whose wait is over (decided or timed out).
+    pub(crate) fn release(&self, key: &FlowKey, timed_out: bool) -> Option<TunVerdict> {
+        if timed_out {
+            self.tables.resolve_pending(key);
+        }
+        match self.tables.route(key, 0) {
+            Route::Pending => None,
+            Route::Tunnel(t) => Some(match self.usable(t) {
+                Some(tun) => TunVerdict::Send(tun),
+                None => self.default_route(),
+            }),
+            Route::Default | Route::Miss => Some(self.default_route()),
+        }
+    }
+
+    fn usable(&self, t: TunnelId) -> Option<Arc<Tunnel>> {
+        self.tables
+            .tunnel(t)
+            .filter(|tun| tun.state() == TunnelState::Up)
+    }
+
+    fn default_route(&self) -> TunVerdict {
+        match self.tables.default_tunnel().and_then(|t| self.usable(t)) {
+            Some(tun) => TunVerdict::Send(tun),
+            None => TunVerdict::Drop(DropReason::NoTunnel),
+        }
+    }
+
+    fn anchor_downlink(&self, pkt: &mut [u8], now: Instant) -> TunVerdict {
+        if let Err(r) = self.nat.inbound(pkt, now) {
+            return TunVerdict::Drop(r);
+        }
+        let Some(key) = pkt::flow_key(pkt) else {
+            return TunVerdict::Drop(DropReason::Malformed);
+        };
+        // PAFT keys are host-outbound (src = VIPA).
+        let hkey = key.reversed();
+        if let Route::Tunnel(t) = self.tables.route(&hkey, pkt.len()) {
+            if let Some(tun) = self.usable(t) {
+                return TunVerdict::Send(tun);
+            }
+        }
+        // No (usable) entry: the host's most recently active tunnel.
+        let Some(host) = self.tables.host_by_vipa(&key.dst) else {
+            return TunVerdict::Drop(DropReason::NoTunnel);
+        };
+        let last = host.last_tunnel.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(tun) = self.usable(last) {
+            return TunVerdict::Send(tun);
+        }
+        match host.tunnels.iter().find_map(|t| self.usable(*t)) {
+            Some(tun) => TunVerdict::Send(tun),
+            None => TunVerdict::Drop(DropReason::NoTunnel),
+        }
+    }
+
+    /// A datagram from a tunnel socket. `dedicated` is the tunnel of a socket of its own
+    /// (mobile host); otherwise the tunnel is found by `from` (anchor).
+    #[inline]
+    pub(crate) fn on_net(
+        &self,
+        dedicated: Option<TunnelId>,
+        from: SocketAddr,
+        payload: &mut [u8],
+        now: Instant,
+    ) -> NetVerdict {
+        self.stats.net_rx.add(payload.len());
+        let tunnel = dedicated.or_else(|| self.tables.tunnel_by_remote(&from));
+        match pkt::classify(payload) {
+            Class::Malformed => NetVerdict::Drop(DropReason::Malformed),
+            Class::ReservedControl => NetVerdict::Drop(DropReason::ControlRejected),
+            Class::Control { kind, body_len } => {
+                self.control(tunnel, from, kind, payload, body_len, now)
+            }
+            Class::Data => {
+                let Some(t) = tunnel else {
+                    return NetVerdict::Drop(DropReason::NoTunnel);
+                };
+                if let Some(tun) = self.tables.tunnel(t) {
+                    tun.rx.add(payload.len());
+                }
+                match self.mode {
+                    Mode::Mobile => NetVerdict::ToTun,
+                    Mode::Anchor => self.anchor_uplink(t, payload, now),
+                }
+            }
+        }
+    }
+
+    fn control(
+        &self,
+        tunnel: Option<TunnelId>,
+        from: SocketAddr,
+        kind: ControlKind,
+        payload: &mut [u8],
+        body_len: usize,
+        now: Instant,
+    ) -> NetVerdict {
+        if kind == ControlKind::KeepaliveRequest && self.answer_keepalives && tunnel.is_some() {
+            // Echo the body unchanged with kind = reply (CONVENTIONS.md keepalive).
+            if let Some(k) = payload.get_mut(1) {
+                *k = u8::from(ControlKind::KeepaliveReply);
+            }
+            self.stats
+                .keepalive_answered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return NetVerdict::Reply;
+        }
+        let body = payload
+            .get(CONTROL_HEADER_LEN..CONTROL_HEADER_LEN + body_len)
+            .unwrap_or(&[])
+            .to_vec();
+        match self.events.try_send(Event::ControlFrame {
+            tunnel,
+            from,
+            kind,
+            body,
+            received: now,
+        }) {
+            Ok(()) => {
+                self.stats
+                    .control_rx
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                NetVerdict::Consumed
+            }
+            Err(_) => NetVerdict::Drop(DropReason::ControlQueueFull),
+        }
+    }
+
+    fn anchor_uplink(&self, t: TunnelId, payload: &mut [u8], now: Instant) -> NetVerdict {
+        let Some(host) = self.tables.host_by_tunnel(t) else {
+            return NetVerdict::Drop(DropReason::NoTunnel);
+        };
+        // DESIGN.md 6: forwarded only if the inner source is that host's VIPA.
+        match pkt::ip_src(payload) {
+            Some(src) if src == host.vipa => {}
+            Some(_) => return NetVerdict::Drop(DropReason::SpoofedSource),
+            None => return NetVerdict::Drop(DropReason::Malformed),
+        }
+        let Some(key) = pkt::flow_key(payload) else {
+            return NetVerdict::Drop(DropReason::Malformed);
+        };
+        // Learn: the flow's tunnel is the one its last valid packet came in on. A full table
+        // does not stop forwarding (counted; downlink then uses the host's last tunnel).
+        if self.tables.learn(key, t, payload.len()).is_err() {
+            self.stats.drop_packet(DropReason::PaftFull);
+        }
+        if host.last_tunnel.load(std::sync::atomic::Ordering::Relaxed) != t {
+            host.last_tunnel
+                .store(t, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Err(r) = self.nat.outbound(host.vipa, payload, now) {
+            return NetVerdict::Drop(r);
+        }
+        NetVerdict::ToTun
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::control::KernelNat;
+    use crate::tables::TunnelSocket;
+    use crossbeam_channel::Receiver;
+
+    pub(crate) fn udp_packet(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p[28..].copy_from_slice(payload);
+        p
+    }
+
+    pub(crate) fn forwarder(mode: Mode, hold: bool) -> (Forwarder, Receiver<Event>) {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let f = Forwarder {
+            mode,
+            shard: 0,
+            tables: Arc::new(Tables::new(1000)),
+            stats: Arc::new(ShardStats::default()),
+            events: tx,
+            nat: Arc::new(KernelNat),
+            answer_keepalives: mode == Mode::Anchor,
+            hold,
+        };
+        (f, rx)
+    }
+
+    fn add(f: &Forwarder, id: u32, remote: &str) {
+        let remote: SocketAddr = remote.parse().unwrap();
+        f.tables.add_tunnel(Tunnel::new(
+            id,
+            TunnelSocket::Shared,
+            "198.18.2.1:1800".parse().unwrap(),
+            remote,
+        ));
+    }
+
+    const VIPA: [u8; 4] = [100, 64, 0, 2];
+    const CH: [u8; 4] = [198, 18, 3, 1];
+
+    #[test]
+    fn mobile_default_new_flow_and_handover() {
+        let (f, ev) = forwarder(Mode::Mobile, false);
+        let mut p = udp_packet(VIPA, CH, 4000, 53, b"x");
+        // No default yet: dropped, but NewFlow raised once.
+        assert!(matches!(
+            f.on_tun(&mut p, Instant::now()),
+            TunVerdict::Drop(DropReason::NoTunnel)
+        ));
+        assert!(matches!(ev.try_recv(), Ok(Event::NewFlow { .. })));
+        add(&f, 1, "198.18.2.1:1800");
+        add(&f, 2, "198.18.2.1:1800");
+        f.tables.set_default(Some(1));
+        assert!(matches!(f.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 1));
+        assert!(ev.try_recv().is_err(), "one NewFlow per flow");
+        let key = pkt::flow_key(&p).unwrap();
+        f.tables.set_flow(key, Some(2));
+        assert!(matches!(f.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 2));
+        // A draining tunnel is not used for new sends: back to the default.
+        f.tables.tunnel(2).unwrap().set_state(TunnelState::Draining);
+        assert!(matches!(f.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 1));
+        let mut bad = vec![0x45, 0, 0];
+        assert!(matches!(
+            f.on_tun(&mut bad, Instant::now()),
+            TunVerdict::Drop(DropReason::Malformed)
+        ));
+    }
+
+    #[test]
+    fn mobile_hold_then_release() {
+        let (f, ev) = forwarder(Mode::Mobile, true);
+        add(&f, 1, "198.18.2.1:1800");
+        add(&f, 2, "198.18.2.1:1800");
+        f.tables.set_default(Some(1));
+        let mut p = udp_packet(VIPA, CH, 4000, 53, b"x");
+        let TunVerdict::Hold(key) = f.on_tun(&mut p, Instant::now()) else {
+            panic!("expected hold")
+        };
+        assert!(matches!(ev.try_recv(), Ok(Event::NewFlow { .. })));
+        assert!(f.release(&key, false).is_none(), "still pending");
+        f.tables.set_flow(key, Some(2));
+        assert!(matches!(f.release(&key, false), Some(TunVerdict::Send(t)) if t.id == 2));
+        // Another flow times out to the default.
+        let mut q = udp_packet(VIPA, CH, 4001, 53, b"x");
+        let TunVerdict::Hold(k2) = f.on_tun(&mut q, Instant::now()) else {
+            panic!("expected hold")
+        };
+        assert!(matches!(f.release(&k2, true), Some(TunVerdict::Send(t)) if t.id == 1));
+        assert!(matches!(f.on_tun(&mut q, Instant::now()), TunVerdict::Send(t) if t.id == 1));
+    }
+
+    #[test]
+    fn anchor_spoof_learn_and_downlink() {
+        let (f, ev) = forwarder(Mode::Anchor, false);
+        add(&f, 10, "198.18.0.1:40000");
+        add(&f, 11, "198.18.1.1:40001");
+        f.tables
+            .bind_host(1, "100.64.0.2".parse().unwrap(), vec![10, 11]);
+        let now = Instant::now();
+        let wlan: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        let umts: SocketAddr = "198.18.1.1:40001".parse().unwrap();
+        let mut up = udp_packet(VIPA, CH, 5000, 7, b"hello");
+        assert_eq!(f.on_net(None, umts, &mut up, now), NetVerdict::ToTun);
+        // Spoofed source.
+        let mut spoof = udp_packet([100, 64, 0, 3], CH, 5000, 7, b"x");
+        assert_eq!(
+            f.on_net(None, wlan, &mut spoof, now),
+            NetVerdict::Drop(DropReason::SpoofedSource)
+        );
+        // Unknown source address: no tunnel.
+        assert_eq!(
+            f.on_net(None, "198.18.9.9:1".parse().unwrap(), &mut up, now),
+            NetVerdict::Drop(DropReason::NoTunnel)
+        );
+        // Malformed payloads.
+        for bad in [
+            &[][..],
+            &[0x17, 0, 0][..],
+            &[0x45, 0][..],
+            &[0, 9, 0, 0][..],
+        ] {
+            let mut b = bad.to_vec();
+            assert!(matches!(
+                f.on_net(None, wlan, &mut b, now),
+                NetVerdict::Drop(_)
+            ));
+        }
+        // Downlink reply follows the learned tunnel (11).
+        let mut down = udp_packet(CH, VIPA, 7, 5000, b"hi");
+        assert!(matches!(f.on_tun(&mut down, now), TunVerdict::Send(t) if t.id == 11));
+        // The flow moves when its next packet comes in on 10.
+        assert_eq!(f.on_net(None, wlan, &mut up, now), NetVerdict::ToTun);
+        assert!(matches!(f.on_tun(&mut down, now), TunVerdict::Send(t) if t.id == 10));
+        // Unknown flow towards the host: its last tunnel.
+        let mut other = udp_packet(CH, VIPA, 9, 9, b"");
+        assert!(matches!(f.on_tun(&mut other, now), TunVerdict::Send(t) if t.id == 10));
+        // Unknown VIPA: no tunnel.
+        let mut nobody = udp_packet(CH, [100, 64, 0, 9], 9, 9, b"");
+        assert!(matches!(
+            f.on_tun(&mut nobody, now),
+            TunVerdict::Drop(DropReason::NoTunnel)
+        ));
+        assert!(ev.try_recv().is_err());
+    }
+
+    #[test]
+    fn control_frames_and_keepalive() {
+        let (f, ev) = forwarder(Mode::Anchor, false);
+        add(&f, 10, "198.18.0.1:40000");
+        let from: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        let mut ka = pkt::control_frame(ControlKind::KeepaliveRequest, &[7; 16]).unwrap();
+        assert_eq!(
+            f.on_net(None, from, &mut ka, Instant::now()),
+            NetVerdict::Reply
+        );
+        assert_eq!(ka[1], 2);
+        assert_eq!(&ka[4..], &[7; 16]);
+        // Signalling from an address with no tunnel yet (tunnel setup) goes up.
+        let mut sip =
+            pkt::control_frame(ControlKind::Signalling, b"MESSAGE sip:an SIP/2.0\r\n\r\n").unwrap();
+        let unknown: SocketAddr = "198.18.1.1:5".parse().unwrap();
+        assert_eq!(
+            f.on_net(None, unknown, &mut sip, Instant::now()),
+            NetVerdict::Consumed
+        );
+        match ev.try_recv() {
+            Ok(Event::ControlFrame {
+                tunnel: None,
+                from,
+                kind: ControlKind::Signalling,
+                body,
+                ..
+            }) => {
+                assert_eq!(from, unknown);
+                assert!(body.starts_with(b"MESSAGE"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Mobile: keepalive replies go to the control thread with a timestamp.
+        let (m, mev) = forwarder(Mode::Mobile, false);
+        let mut rep = pkt::control_frame(ControlKind::KeepaliveReply, &[1; 16]).unwrap();
+        assert_eq!(
+            m.on_net(Some(3), from, &mut rep, Instant::now()),
+            NetVerdict::Consumed
+        );
+        assert!(matches!(
+            mev.try_recv(),
+            Ok(Event::ControlFrame {
+                tunnel: Some(3),
+                kind: ControlKind::KeepaliveReply,
+                ..
+            })
+        ));
+    }
+}
+
+/// Bench access to the per-packet path (not a stable API).
+pub(crate) mod bench_api {
+    use super::*;
+    use crate::control::KernelNat;
+    use crate::tables::TunnelSocket;
+
+    /// A forwarder over fresh tables, for benches.
+    pub struct BenchForwarder(Forwarder, crossbeam_channel::Receiver<Event>);
+
+    /// Outcome summary.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Outcome {
+        /// Sent into this tunnel.
+        Tunnel(u32),
+        /// To the TUN.
+        Tun,
+        /// Anything else.
+        Other,
+    }
+
+    impl BenchForwarder {
+        /// `mobile`: mobile host mode, else anchor. Tunnels 1 and 2 exist; at the anchor host 1
+        /// (VIPA `vipa`) owns them, with peer addresses `peers`.
+        pub fn new(mobile: bool, vipa: std::net::IpAddr, peers: [SocketAddr; 2]) -> BenchForwarder {
+            let (tx, rx) = crossbeam_channel::bounded(1 << 16);
+            let mode = if mobile { Mode::Mobile } else { Mode::Anchor };
+            let tables = Arc::new(Tables::new(1 << 22));
+            for (i, p) in peers.iter().enumerate() {
+                tables.add_tunnel(Tunnel::new(i as u32 + 1, TunnelSocket::Shared, *p, *p));
+            }
+            tables.set_default(Some(1));
+            tables.bind_host(1, vipa, vec![1, 2]);
+            BenchForwarder(
+                Forwarder {
+                    mode,
+                    shard: 0,
+                    tables,
+                    stats: Arc::new(ShardStats::default()),
+                    events: tx,
+                    nat: Arc::new(KernelNat),
+                    answer_keepalives: true,
+                    hold: false,
+                },
+                rx,
+            )
+        }
+        /// Puts a flow (from this packet) on `tunnel`.
+        pub fn set_flow(&self, pkt: &[u8], tunnel: u32) {
+            if let Some(k) = pkt::flow_key(pkt) {
+                self.0.tables.set_flow(k, Some(tunnel));
+            }
+        }
+        /// TUN -> tunnel decision.
+        pub fn on_tun(&self, pkt: &mut [u8]) -> Outcome {
+            match self.0.on_tun(pkt, Instant::now()) {
+                TunVerdict::Send(t) => Outcome::Tunnel(t.id),
+                _ => Outcome::Other,
+            }
+        }
+        /// Tunnel -> TUN decision.
+        pub fn on_net(&self, from: SocketAddr, payload: &mut [u8]) -> Outcome {
+            while self.1.try_recv().is_ok() {}
+            match self.0.on_net(None, from, payload, Instant::now()) {
+                NetVerdict::ToTun => Outcome::Tun,
+                _ => Outcome::Other,
+            }
+        }
+    }
+}
