@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use papaya::Guard;
 
-use crate::csum::{patch, patch_udp, rd16, rd_addr, wr16, wr_addr, Delta};
+use crate::csum::{patch, patch_udp, rd16, wr16, wr_addr, Delta};
 use crate::mapping::{Dir, Key, Mapping, Proto, TcpFlags, TcpState};
 use crate::table::{FragEntry, FragKey, Nat};
 use crate::verdict::{DropReason, Verdict};
@@ -16,10 +16,6 @@ use DropReason::{Malformed, NoMapping};
 
 /// IPv4 header offsets.
 mod field {
-    pub(super) const TOTAL_LEN: usize = 2;
-    pub(super) const IDENT: usize = 4;
-    pub(super) const FLAGS_FRAG: usize = 6;
-    pub(super) const PROTO: usize = 9;
     pub(super) const CHECKSUM: usize = 10;
     pub(super) const SRC: usize = 12;
     pub(super) const DST: usize = 16;
@@ -55,30 +51,23 @@ pub(crate) struct Ip4 {
     pub(crate) more_frags: bool,
 }
 
-/// Parses and length-checks an IPv4 header (RFC 791 §3.1). Never panics.
+/// Parses and length-checks an IPv4 header (RFC 791 §3.1) with `wire::ipv4::Packet`.
+/// Never panics: after `check_len` succeeded no getter of the view panics (wire's contract).
 pub(crate) fn parse_ip4(b: &[u8]) -> Result<Ip4, DropReason> {
     let first = *b.first().ok_or(Malformed)?;
     if first >> 4 != 4 {
         return Err(DropReason::NotIpv4);
     }
-    let ihl = usize::from(first & 0x0f) * 4;
-    if ihl < 20 || b.len() < ihl {
-        return Err(Malformed);
-    }
-    let total = usize::from(rd16(b, field::TOTAL_LEN).ok_or(Malformed)?);
-    if total < ihl || total > b.len() {
-        return Err(Malformed);
-    }
-    let ff = rd16(b, field::FLAGS_FRAG).ok_or(Malformed)?;
+    let p = wire::ipv4::Packet::new_checked(b).map_err(|_| Malformed)?;
     Ok(Ip4 {
-        ihl,
-        total,
-        proto: *b.get(field::PROTO).ok_or(Malformed)?,
-        src: rd_addr(b, field::SRC).ok_or(Malformed)?,
-        dst: rd_addr(b, field::DST).ok_or(Malformed)?,
-        ident: rd16(b, field::IDENT).ok_or(Malformed)?,
-        frag_off: ff & 0x1fff,
-        more_frags: ff & 0x2000 != 0,
+        ihl: p.header_len(),
+        total: usize::from(p.total_len()),
+        proto: u8::from(p.protocol()),
+        src: p.src_addr(),
+        dst: p.dst_addr(),
+        ident: p.ident(),
+        frag_off: p.frag_offset(),
+        more_frags: p.more_frags(),
     })
 }
 
@@ -161,11 +150,11 @@ fn rewrite_addrs(
 ) -> Option<()> {
     let mut d = Delta::default();
     if src != ip.src {
-        d.addr(ip.src, src);
+        d.addr(ip.src.into(), src.into());
         wr_addr(b, field::SRC, src)?;
     }
     if dst != ip.dst {
-        d.addr(ip.dst, dst);
+        d.addr(ip.dst.into(), dst.into());
         wr_addr(b, field::DST, dst)?;
     }
     patch(b, field::CHECKSUM, d)?;
@@ -474,20 +463,17 @@ impl Nat {
         let at = ip.ihl + l4::ICMP_MIN;
         let end = ip.total;
         let inner = b.get(at..end).ok_or(Malformed)?;
-        let first = *inner.first().ok_or(Malformed)?;
-        if first >> 4 != 4 {
-            return Err(Malformed);
-        }
-        let ihl = usize::from(first & 0x0f) * 4;
+        let view = wire::ipv4::Packet::new_unchecked(inner);
+        view.check_header_len().map_err(|_| Malformed)?;
+        let ihl = view.header_len();
         // RFC 792: the quote is the internet header plus the first 64 bits of data.
-        if ihl < 20 || inner.len() < ihl + 8 {
+        if inner.len() < ihl + 8 {
             return Err(Malformed);
         }
-        let ff = rd16(inner, field::FLAGS_FRAG).ok_or(Malformed)?;
-        if ff & 0x1fff != 0 {
+        if view.frag_offset() != 0 {
             return Err(DropReason::UnsupportedIcmp); // quote of a later fragment: no ports
         }
-        let proto = Proto::from_ip_proto(*inner.get(field::PROTO).ok_or(Malformed)?)
+        let proto = Proto::from_ip_proto(u8::from(view.protocol()))
             .ok_or(DropReason::UnsupportedProtocol)?;
         let t = ihl;
         let ports = match proto {
@@ -515,8 +501,8 @@ impl Nat {
             at,
             ihl,
             len: inner.len(),
-            src: rd_addr(inner, field::SRC).ok_or(Malformed)?,
-            dst: rd_addr(inner, field::DST).ok_or(Malformed)?,
+            src: view.src_addr(),
+            dst: view.dst_addr(),
             ports,
         })
     }
@@ -538,8 +524,8 @@ impl Nat {
         let mut inner_l4 = Delta::default();
         let mut port_change: Option<(usize, u16, u16)> = None;
         if let Some((a, port)) = new_src {
-            inner_ip.addr(q.src, a);
-            outer.addr(q.src, a);
+            inner_ip.addr(q.src.into(), a.into());
+            outer.addr(q.src.into(), a.into());
             wr_addr(b, at + field::SRC, a)?;
             let off = if q.ports.proto == Proto::Icmp {
                 l4::ICMP_ID
@@ -549,8 +535,8 @@ impl Nat {
             port_change = Some((off, q.ports.sport, port));
         }
         if let Some((a, port)) = new_dst {
-            inner_ip.addr(q.dst, a);
-            outer.addr(q.dst, a);
+            inner_ip.addr(q.dst.into(), a.into());
+            outer.addr(q.dst.into(), a.into());
             wr_addr(b, at + field::DST, a)?;
             port_change = Some((l4::DPORT, q.ports.dport, port));
         }
