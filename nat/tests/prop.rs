@@ -293,7 +293,11 @@ proptest! {
             prop_assert_eq!(&reply[26..28], &[0u8, 0][..], "zero UDP checksum stays zero");
         }
         // an ICMP error quoting what left the NAT
-        let quote_len = (28 + quote_extra).min(out.len());
+        let mut quote_len = (28 + quote_extra).min(out.len());
+        if proto == 2 && quote_len == 20 + 17 {
+            // cut inside the TCP checksum: no correct value exists for its one quoted byte
+            quote_len += 1;
+        }
         let mut err = icmp_error(ROUTER, PUBLIC, 3, 4, &out, quote_len);
         prop_assert_eq!(nat.translate_inbound(t0, &mut err), Verdict::Forward { to_vipa: h });
         verify_wire(&err)?;
