@@ -278,7 +278,8 @@ pub enum NonceStatus {
     Invalid,
 }
 
-/// Stateless nonces: `hex(issued_ms || random8 || HMAC(secret, issued_ms || random8)[..16])`.
+/// Stateless nonces: `hex(issued_ms[6] || random[6] || HMAC(secret, issued_ms || random)[..12])`
+/// (48 hex digits).
 /// Unauthenticated requests cost no state; the nonce-count table is only written after a
 /// successful authentication.
 #[derive(Debug)]
@@ -314,26 +315,26 @@ impl Nonces {
     /// Issues a fresh nonce.
     pub fn issue(&self, now: Instant, rng: &mut dyn RngCore) -> String {
         let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
-        let mut raw = [0u8; 32];
-        raw[..8].copy_from_slice(&ms.to_be_bytes());
-        rng.fill_bytes(&mut raw[8..16]);
-        let mac = self.mac(&raw[..16]);
-        raw[16..].copy_from_slice(&mac[..16]);
+        let mut raw = [0u8; 24];
+        raw[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        rng.fill_bytes(&mut raw[6..12]);
+        let mac = self.mac(&raw[..12]);
+        raw[12..].copy_from_slice(&mac[..12]);
         hex(&raw)
     }
 
     /// Checks a nonce's integrity and age.
     pub fn check(&self, now: Instant, nonce: &str) -> NonceStatus {
-        let Some(raw) = unhex(nonce).filter(|r| r.len() == 32) else {
+        let Some(raw) = unhex(nonce).filter(|r| r.len() == 24) else {
             return NonceStatus::Invalid;
         };
-        let (data, tag) = raw.split_at(16);
+        let (data, tag) = raw.split_at(12);
         let mac = self.mac(data);
-        if !bool::from(mac[..16].ct_eq(tag)) {
+        if !bool::from(mac[..12].ct_eq(tag)) {
             return NonceStatus::Invalid;
         }
         let mut ms = [0u8; 8];
-        ms.copy_from_slice(&data[..8]);
+        ms[2..].copy_from_slice(&data[..6]);
         let issued = self.epoch + Duration::from_millis(u64::from_be_bytes(ms));
         if now.saturating_duration_since(issued) > self.lifetime || issued > now {
             NonceStatus::Stale

@@ -66,3 +66,9 @@ pub const REASSOCIATE_MIN: Duration = Duration::from_secs(1);
 pub const REASSOCIATE_MAX: Duration = Duration::from_secs(30);
 /// User-Agent / Server product token.
 pub const PRODUCT: &str = "upmt/0.1";
+/// Client: an unauthenticated REGISTER is padded (header `UPMT-Pad`) to at least this many
+/// bytes, so that the registrar's challenge is never larger than the request that triggered
+/// it (anti-amplification, the way QUIC pads its Initial packets).
+pub const MIN_UNAUTHENTICATED_REGISTER: usize = 640;
+/// Name of the padding header.
+pub const PAD_HEADER: &str = "UPMT-Pad";

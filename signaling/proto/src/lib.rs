@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod codec;
 pub mod consts;
 pub mod credentials;
@@ -11,3 +12,8 @@ pub mod pool;
 pub mod rate;
 pub mod timer;
 pub mod transaction;
+pub mod framing;
+pub mod path;
+pub mod registrar;
+
+pub use path::{Path, Transmit};

@@ -34,7 +34,7 @@ use crate::consts::PRODUCT;
 pub use crate::consts::{MAX_BODY_LEN, MAX_HEADERS, MAX_HEAD_LEN};
 
 /// A SIP method. Unknown tokens are kept so the server can answer 501.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// REGISTER (association, refresh, de-registration).
     Register,
