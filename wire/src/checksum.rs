@@ -177,6 +177,55 @@ pub fn udp_nonzero(csum: u16) -> u16 {
     }
 }
 
+/// An accumulated change of several 16-bit words under one checksum, applied with a single
+/// fold (RFC 1624 eqn. 3 summed over the changed words: ~(a + b) = ~a + ~b). For rewrites
+/// that touch many words at once, e.g. an ICMP error whose quoted addresses, ports and
+/// checksums all change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delta(u64);
+
+impl Delta {
+    /// No change.
+    pub const fn new() -> Delta {
+        Delta(0)
+    }
+
+    /// A 16-bit word changed from `old` to `new` (or a region whose folded sum changed).
+    pub fn word(&mut self, old: u16, new: u16) {
+        self.0 += u64::from(!old) + u64::from(new);
+    }
+
+    /// An aligned 32-bit word changed.
+    pub fn u32(&mut self, old: u32, new: u32) {
+        self.word((old >> 16) as u16, (new >> 16) as u16);
+        self.word(old as u16, new as u16);
+    }
+
+    /// An address changed (4 or 16 bytes, aligned).
+    pub fn addr(&mut self, old: IpAddr, new: IpAddr) {
+        self.word(addr_words(old), addr_words(new));
+    }
+
+    /// Adds another change under the same checksum.
+    pub fn add(&mut self, other: Delta) {
+        self.0 += other.0;
+    }
+
+    /// The checksum `csum` patched with the change.
+    pub fn apply(self, csum: u16) -> u16 {
+        !fold(u64::from(!csum) + self.0)
+    }
+
+    /// Like [`apply`](Self::apply) for a UDP checksum (zero-checksum rule, see
+    /// [`udp_update`]).
+    pub fn apply_udp(self, csum: u16, is_ipv4: bool) -> u16 {
+        if csum == 0 && is_ipv4 {
+            return 0;
+        }
+        udp_nonzero(self.apply(csum))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use hex_literal::hex;
@@ -242,6 +291,17 @@ mod tests {
         let c1 = update_u32(c0, 0xc0a80001, 0x0a000001);
         h[12..16].copy_from_slice(&[10, 0, 0, 1]);
         assert_eq!(c1, checksum(&h));
+    }
+
+    #[test]
+    fn delta_matches_single_updates() {
+        let mut d = Delta::new();
+        d.u32(0xc0a80001, 0x0a000001);
+        d.word(0x1234, 0x4321);
+        let one = update_u16(update_u32(0xb861, 0xc0a80001, 0x0a000001), 0x1234, 0x4321);
+        assert_eq!(d.apply(0xb861), one);
+        assert_eq!(Delta::new().apply(0x1234), 0x1234);
+        assert_eq!(Delta::new().apply_udp(0, true), 0);
     }
 
     #[test]

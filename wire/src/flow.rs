@@ -27,20 +27,29 @@ pub struct FlowKey {
 /// How much of the transport header must be present.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Depth {
-    /// A whole packet: the full transport header must be there.
+    /// A whole packet: the full transport header must be there, and UDP's length must fit.
     Full,
+    /// A first fragment: the full transport header must be there; UDP's length describes the
+    /// whole datagram.
+    Header,
     /// A packet quoted in an ICMP error: only the first 8 bytes are guaranteed (RFC 792).
     Quoted,
 }
 
 impl FlowKey {
     /// The key of an IPv4 or IPv6 packet. Checks the IP header lengths, walks IPv6 extension
-    /// headers, and requires the whole TCP/UDP/ICMP header. Non-first fragments get ports 0.
+    /// headers, and requires the whole TCP/UDP/ICMP header (and, unless the packet is a first
+    /// fragment, a UDP length that fits). Non-first fragments get ports 0.
     pub fn from_ip_packet(data: &[u8]) -> Result<FlowKey> {
         let p = ip::Packet::new_checked(data)?;
         let t = p.transport()?;
         let seg = data.get(t.offset..t.end).ok_or(Error::Truncated)?;
-        let (src_port, dst_port) = ports(t.protocol, seg, t.is_first_fragment, Depth::Full)?;
+        let depth = if t.is_fragment {
+            Depth::Header
+        } else {
+            Depth::Full
+        };
+        let (src_port, dst_port) = ports(t.protocol, seg, t.is_first_fragment, depth)?;
         Ok(FlowKey {
             proto: t.protocol,
             src: p.src_addr(),
@@ -164,7 +173,7 @@ fn ports(proto: IpProtocol, seg: &[u8], first: bool, depth: Depth) -> Result<(u1
         }
     };
     match (proto, depth) {
-        (IpProtocol::Tcp, Depth::Full) => {
+        (IpProtocol::Tcp, Depth::Full | Depth::Header) => {
             let t = tcp::Packet::new_checked(seg)?;
             Ok((t.src_port(), t.dst_port()))
         }
@@ -172,6 +181,10 @@ fn ports(proto: IpProtocol, seg: &[u8], first: bool, depth: Depth) -> Result<(u1
             let u = udp::Packet::new_checked(seg)?;
             Ok((u.src_port(), u.dst_port()))
         }
+        (IpProtocol::Udp, Depth::Header) => match seg.get(..udp::HEADER_LEN) {
+            Some(h) => two(h),
+            None => Err(Error::Truncated),
+        },
         (IpProtocol::Tcp | IpProtocol::Udp, Depth::Quoted) => two(seg),
         (IpProtocol::Icmp, _) => {
             let i = icmpv4::Packet::new_checked(seg)?;

@@ -35,6 +35,9 @@ pub struct Transport {
     pub end: usize,
     /// False for non-first fragments, whose bytes at `offset` are not a header.
     pub is_first_fragment: bool,
+    /// True for any fragment. In a first fragment the transport header is there, but its
+    /// length fields (UDP length) describe the whole datagram, not this packet.
+    pub is_fragment: bool,
 }
 
 /// An IPv4 or IPv6 packet view.
@@ -100,6 +103,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 offset: p.header_len(),
                 end: usize::from(p.total_len()),
                 is_first_fragment: p.is_first_fragment(),
+                is_fragment: p.is_fragment(),
             }),
             Packet::V6(p) => {
                 let w = p.walk()?;
@@ -108,6 +112,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     offset: w.offset,
                     end: p.total_len(),
                     is_first_fragment: w.is_first_fragment(),
+                    is_fragment: w.fragment.is_some(),
                 })
             }
         }

@@ -63,7 +63,6 @@ pub fn rewrite(buf: &mut [u8], side: Side, addr: IpAddr, port: u16) -> Result<(I
         (p.transport()?, old)
     };
     let is_v4 = addr.is_ipv4();
-    let seg_ok = t.is_first_fragment && check_transport(t.protocol, buf, &t).is_ok();
     if t.is_first_fragment {
         check_transport(t.protocol, buf, &t)?;
     }
@@ -88,7 +87,7 @@ pub fn rewrite(buf: &mut [u8], side: Side, addr: IpAddr, port: u16) -> Result<(I
         }
         (IpAddr::V4(_), false) => return Err(Error::Unsupported("rewrite: family")),
     }
-    if !seg_ok {
+    if !t.is_first_fragment {
         return Ok((old_addr, 0));
     }
     let seg = buf.get_mut(t.offset..t.end).ok_or(Error::Truncated)?;
@@ -159,6 +158,11 @@ fn check_transport(proto: IpProtocol, buf: &[u8], t: &ip::Transport) -> Result<(
     let seg = buf.get(t.offset..t.end).ok_or(Error::Truncated)?;
     match proto {
         IpProtocol::Tcp => tcp::Packet::new_checked(seg).map(|_| ()),
+        // A first fragment's UDP length covers the whole datagram: only the header must be here.
+        IpProtocol::Udp if t.is_fragment => seg
+            .get(..udp::HEADER_LEN)
+            .map(|_| ())
+            .ok_or(Error::Truncated),
         IpProtocol::Udp => udp::Packet::new_checked(seg).map(|_| ()),
         IpProtocol::Icmp => icmpv4::Packet::new_checked(seg).map(|_| ()),
         IpProtocol::Icmpv6 => icmpv6::Packet::new_checked(seg).map(|_| ()),
