@@ -1,1 +1,147 @@
-fn main() {}
+//! Per-packet NAT cost: outbound translate and inbound reverse translate with 1k, 100k and
+//! 1M live mappings, against a `Mutex<HashMap>` baseline doing the same lookup + rewrite in
+//! the same run; read throughput with 1 and 2
+//! threads.
+//!
+//! Memory per mapping is measured by `benches/memory.rs` (fresh process per table).
+//!
+//! `cargo bench -p nat --bench translate -- --warm-up-time 1 --measurement-time 3`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::*;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nat::Filtering;
+
+fn sizes() -> Vec<(usize, &'static str)> {
+    vec![(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")]
+}
+
+fn per_packet(c: &mut Criterion) {
+    let t0 = Instant::now();
+    for (n, name) in sizes() {
+        let mut g = c.benchmark_group(format!("translate/{name}"));
+        g.throughput(Throughput::Elements(1));
+        {
+            let (f, _) = nat_fixture(n, Filtering::AddressDependent, t0);
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new("nat_outbound", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (SAMPLE - 1);
+                    let mut p = f.out[i];
+                    black_box(f.table.translate_outbound(t0, f.out_vipa[i], &mut p));
+                    black_box(p);
+                })
+            });
+            g.bench_function(BenchmarkId::new("nat_inbound", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (SAMPLE - 1);
+                    let mut p = f.inb[i];
+                    black_box(f.table.translate_inbound(t0, &mut p));
+                    black_box(p);
+                })
+            });
+        }
+        if n == 1_000_000 {
+            let (f, _) = nat_fixture(n, Filtering::EndpointIndependent, t0);
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new("nat_eif_inbound", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (SAMPLE - 1);
+                    let mut p = f.inb[i];
+                    black_box(f.table.translate_inbound(t0, &mut p));
+                    black_box(p);
+                })
+            });
+        }
+        {
+            let (f, _) = base_fixture(n);
+            let mut i = 0usize;
+            let mut now = 0u64;
+            g.bench_function(BenchmarkId::new("mutex_outbound", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (SAMPLE - 1);
+                    now += 1;
+                    let mut p = f.out[i];
+                    black_box(base_outbound(&f.table, now, f.out_vipa[i], &mut p));
+                    black_box(p);
+                })
+            });
+            g.bench_function(BenchmarkId::new("mutex_inbound", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (SAMPLE - 1);
+                    let mut p = f.inb[i];
+                    black_box(base_inbound(&f.table, &mut p));
+                    black_box(p);
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+/// Inbound translations per second with 1 and 2 threads sharing one table (1M mappings).
+fn threads(c: &mut Criterion) {
+    let t0 = Instant::now();
+    const PER_THREAD: u64 = 200_000;
+    let mut g = c.benchmark_group("read_threads/1M");
+    let (nf, _) = nat_fixture(1_000_000, Filtering::AddressDependent, t0);
+    let (bf, _) = base_fixture(1_000_000);
+    for t in [1u64, 2] {
+        g.throughput(Throughput::Elements(PER_THREAD * t));
+        g.bench_function(BenchmarkId::new("nat_inbound", format!("{t}t")), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    std::thread::scope(|s| {
+                        for k in 0..t {
+                            let f = &nf;
+                            s.spawn(move || {
+                                let mut i = (k as usize) * 7919;
+                                for _ in 0..PER_THREAD {
+                                    i = (i + 1) & (SAMPLE - 1);
+                                    let mut p = f.inb[i];
+                                    black_box(f.table.translate_inbound(t0, &mut p));
+                                }
+                            });
+                        }
+                    });
+                }
+                start.elapsed()
+            })
+        });
+        g.bench_function(BenchmarkId::new("mutex_inbound", format!("{t}t")), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    std::thread::scope(|s| {
+                        for k in 0..t {
+                            let f = &bf;
+                            s.spawn(move || {
+                                let mut i = (k as usize) * 7919;
+                                for _ in 0..PER_THREAD {
+                                    i = (i + 1) & (SAMPLE - 1);
+                                    let mut p = f.inb[i];
+                                    black_box(base_inbound(&f.table, &mut p));
+                                }
+                            });
+                        }
+                    });
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = per_packet, threads
+}
+criterion_main!(benches);

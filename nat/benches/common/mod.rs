@@ -1,0 +1,233 @@
+//! Fixtures shared by the NAT benches: a `Nat` or a `Mutex<HashMap>` baseline holding `n`
+//! UDP mappings, and 64k packets of randomly picked flows in both directions.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use nat::{Filtering, Nat, NatConfig, Verdict};
+use wire::checksum::Delta;
+
+pub const FLOWS_PER_HOST: usize = 1000;
+pub const CH: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+pub const SAMPLE: usize = 1 << 16;
+pub const PKT: usize = 36;
+
+pub fn publics() -> Vec<Ipv4Addr> {
+    (0..32)
+        .map(|i| Ipv4Addr::new(198, 18, 2, 100 + i))
+        .collect()
+}
+
+pub fn flow(i: usize) -> (Ipv4Addr, u16) {
+    let host = u32::try_from(i / FLOWS_PER_HOST).unwrap() + 1;
+    let vipa = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + host);
+    (vipa, 10_000 + u16::try_from(i % FLOWS_PER_HOST).unwrap())
+}
+
+pub fn csum(data: &[u8]) -> u16 {
+    wire::checksum::checksum(data)
+}
+
+/// IPv4/UDP, 8 bytes of payload, valid checksums.
+pub fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> [u8; PKT] {
+    let mut p = [0u8; PKT];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(PKT as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = csum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&16u16.to_be_bytes());
+    p[28..].copy_from_slice(b"payload!");
+    let ps = wire::checksum::pseudo_header_v4(src, dst, wire::IpProtocol::Udp, 16);
+    let c = !wire::checksum::combine(&[ps, wire::checksum::sum(&p[20..])]);
+    p[26..28].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+pub fn rss_bytes() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A tiny deterministic RNG for picking flows.
+pub fn picks(n: usize, seed: u64) -> Vec<usize> {
+    let mut x = seed | 1;
+    (0..SAMPLE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        })
+        .collect()
+}
+
+pub struct Fixture<T> {
+    pub table: T,
+    pub out: Vec<[u8; PKT]>,
+    pub out_vipa: Vec<Ipv4Addr>,
+    pub inb: Vec<[u8; PKT]>,
+}
+
+pub fn nat_fixture(n: usize, filtering: Filtering, t0: Instant) -> (Fixture<Nat>, usize) {
+    let mut c = NatConfig::new(publics());
+    c.filtering = filtering;
+    c.max_mappings_per_host = FLOWS_PER_HOST;
+    let rss0 = rss_bytes();
+    let nat = Nat::new(c).unwrap();
+    let mut mapped = Vec::with_capacity(n);
+    for i in 0..n {
+        let (vipa, port) = flow(i);
+        let mut p = udp(vipa, port, CH, 53);
+        assert_eq!(
+            nat.translate_outbound(t0, vipa, &mut p),
+            Verdict::ToInternet
+        );
+        let public = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+        mapped.push((public, u16::from_be_bytes([p[20], p[21]])));
+    }
+    assert_eq!(nat.len(), n);
+    let rss = rss_bytes()
+        .saturating_sub(rss0)
+        .saturating_sub(mapped.capacity() * 8);
+    let idx = picks(n, 0x9e37_79b9);
+    let out = idx
+        .iter()
+        .map(|&i| udp(flow(i).0, flow(i).1, CH, 53))
+        .collect();
+    let out_vipa = idx.iter().map(|&i| flow(i).0).collect();
+    let inb = idx
+        .iter()
+        .map(|&i| udp(CH, 53, mapped[i].0, mapped[i].1))
+        .collect();
+    (
+        Fixture {
+            table: nat,
+            out,
+            out_vipa,
+            inb,
+        },
+        rss,
+    )
+}
+
+// ---- the baseline: the same mapping and rewrite behind one Mutex<HashMap> ----
+
+#[derive(Clone, Copy)]
+pub struct Entry {
+    vipa: Ipv4Addr,
+    vport: u16,
+    public: Ipv4Addr,
+    pport: u16,
+    last: u64,
+}
+
+#[derive(Default)]
+pub struct Baseline {
+    out: hashbrown::HashMap<(u32, u16), Entry>,
+    inb: hashbrown::HashMap<(u32, u16), Entry>,
+}
+
+pub fn rewrite_udp(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) {
+    let mut d = Delta::default();
+    if let Some((a, port)) = src {
+        let old = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+        d.addr(old.into(), a.into());
+        p[12..16].copy_from_slice(&a.octets());
+        let c = d.apply(u16::from_be_bytes([p[10], p[11]]));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        d.word(u16::from_be_bytes([p[20], p[21]]), port);
+        p[20..22].copy_from_slice(&port.to_be_bytes());
+    }
+    if let Some((a, port)) = dst {
+        let old = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+        d.addr(old.into(), a.into());
+        p[16..20].copy_from_slice(&a.octets());
+        let c = d.apply(u16::from_be_bytes([p[10], p[11]]));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        d.word(u16::from_be_bytes([p[22], p[23]]), port);
+        p[22..24].copy_from_slice(&port.to_be_bytes());
+    }
+    let c = d.apply_udp(u16::from_be_bytes([p[26], p[27]]), true);
+    p[26..28].copy_from_slice(&c.to_be_bytes());
+}
+
+pub fn base_outbound(b: &Mutex<Baseline>, now: u64, vipa: Ipv4Addr, p: &mut [u8]) -> bool {
+    let sport = u16::from_be_bytes([p[20], p[21]]);
+    let e = {
+        let mut g = b.lock().unwrap();
+        match g.out.get_mut(&(u32::from(vipa), sport)) {
+            Some(e) => {
+                e.last = now;
+                *e
+            }
+            None => return false,
+        }
+    };
+    rewrite_udp(p, Some((e.public, e.pport)), None);
+    true
+}
+
+pub fn base_inbound(b: &Mutex<Baseline>, p: &mut [u8]) -> Option<Ipv4Addr> {
+    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+    let dport = u16::from_be_bytes([p[22], p[23]]);
+    let e = *b.lock().unwrap().inb.get(&(u32::from(dst), dport))?;
+    rewrite_udp(p, None, Some((e.vipa, e.vport)));
+    Some(e.vipa)
+}
+
+pub fn base_fixture(n: usize) -> (Fixture<Mutex<Baseline>>, usize) {
+    let rss0 = rss_bytes();
+    let pubs = publics();
+    let mut b = Baseline::default();
+    let mut mapped = Vec::with_capacity(n);
+    for i in 0..n {
+        let (vipa, vport) = flow(i);
+        let public = pubs[i % pubs.len()];
+        let pport = 10_000 + u16::try_from(i / pubs.len() % 50_000).unwrap();
+        let e = Entry {
+            vipa,
+            vport,
+            public,
+            pport,
+            last: 0,
+        };
+        b.out.insert((u32::from(vipa), vport), e);
+        b.inb.insert((u32::from(public), pport), e);
+        mapped.push((public, pport));
+    }
+    let rss = rss_bytes()
+        .saturating_sub(rss0)
+        .saturating_sub(mapped.capacity() * 8);
+    let idx = picks(n, 0x9e37_79b9);
+    let out = idx
+        .iter()
+        .map(|&i| udp(flow(i).0, flow(i).1, CH, 53))
+        .collect();
+    let out_vipa = idx.iter().map(|&i| flow(i).0).collect();
+    let inb = idx
+        .iter()
+        .map(|&i| udp(CH, 53, mapped[i].0, mapped[i].1))
+        .collect();
+    (
+        Fixture {
+            table: Mutex::new(b),
+            out,
+            out_vipa,
+            inb,
+        },
+        rss,
+    )
+}
