@@ -249,7 +249,9 @@ impl Challenge {
             nonce: m.remove("nonce")?,
             algorithm,
             qop_auth,
-            stale: m.get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            stale: m
+                .get("stale")
+                .is_some_and(|s| s.eq_ignore_ascii_case("true")),
             opaque: m.remove("opaque"),
         })
     }
@@ -314,7 +316,8 @@ impl Nonces {
 
     /// Issues a fresh nonce.
     pub fn issue(&self, now: Instant, rng: &mut dyn RngCore) -> String {
-        let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX);
         let mut raw = [0u8; 24];
         raw[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
         rng.fill_bytes(&mut raw[6..12]);
@@ -393,7 +396,9 @@ pub struct SessionKey {
 
 impl std::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SessionKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -407,7 +412,8 @@ impl SessionKey {
         m.update(b"\0");
         m.update(cnonce.as_bytes());
         let key: [u8; 32] = m.finalize().into_bytes().into();
-        let mut k = <HmacSha256 as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_hmac());
+        let mut k =
+            <HmacSha256 as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_hmac());
         k.update(b"kid");
         let kid = hex(&k.finalize().into_bytes()[..8]);
         SessionKey { key, kid }
@@ -415,7 +421,8 @@ impl SessionKey {
 
     /// `HMAC-SHA256(key, user 0x00 method 0x00 seq(u64 BE) body)`, hex.
     pub fn mac(&self, user: &str, method: &str, seq: u64, body: &[u8]) -> String {
-        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable_hmac());
+        let mut m =
+            <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable_hmac());
         m.update(user.as_bytes());
         m.update(b"\0");
         m.update(method.as_bytes());
@@ -427,7 +434,10 @@ impl SessionKey {
 
     /// Checks a MAC in constant time.
     pub fn verify(&self, user: &str, method: &str, seq: u64, body: &[u8], mac: &str) -> bool {
-        digest_eq(&self.mac(user, method, seq, body), &mac.to_ascii_lowercase())
+        digest_eq(
+            &self.mac(user, method, seq, body),
+            &mac.to_ascii_lowercase(),
+        )
     }
 }
 
@@ -535,7 +545,15 @@ mod tests {
     #[test]
     fn authorization_roundtrip_and_hex_nc() {
         let v = Authorization::encode_client(
-            Algorithm::Sha256, "alice", "upmt", "n1", "sip:upmt", "abcd", 0x1a, "c1", Some("o"),
+            Algorithm::Sha256,
+            "alice",
+            "upmt",
+            "n1",
+            "sip:upmt",
+            "abcd",
+            0x1a,
+            "c1",
+            Some("o"),
         );
         let a = Authorization::parse(&v).unwrap();
         assert_eq!(a.qop, Some((0x1a, "c1".to_owned())));
@@ -562,11 +580,20 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Nonces::new(t0, Duration::from_secs(300), &mut rng);
         let nonce = n.issue(t0, &mut rng);
-        assert_eq!(n.check(t0 + Duration::from_secs(10), &nonce), NonceStatus::Fresh);
-        assert_eq!(n.check(t0 + Duration::from_secs(301), &nonce), NonceStatus::Stale);
+        assert_eq!(
+            n.check(t0 + Duration::from_secs(10), &nonce),
+            NonceStatus::Fresh
+        );
+        assert_eq!(
+            n.check(t0 + Duration::from_secs(301), &nonce),
+            NonceStatus::Stale
+        );
         let mut forged = nonce.clone().into_bytes();
         forged[0] = if forged[0] == b'0' { b'1' } else { b'0' };
-        assert_eq!(n.check(t0, std::str::from_utf8(&forged).unwrap()), NonceStatus::Invalid);
+        assert_eq!(
+            n.check(t0, std::str::from_utf8(&forged).unwrap()),
+            NonceStatus::Invalid
+        );
         assert_eq!(n.check(t0, "zz"), NonceStatus::Invalid);
         assert!(n.check_count(t0, &nonce, 1));
         assert!(!n.check_count(t0, &nonce, 1));
@@ -596,7 +623,11 @@ mod tests {
         assert!(k.verify("alice", "MESSAGE", 1, b"{}", &mac));
         assert!(!k.verify("alice", "MESSAGE", 2, b"{}", &mac));
         assert!(!k2.verify("alice", "MESSAGE", 1, b"{}", &mac));
-        let h = MessageAuth { kid: k.kid.clone(), seq: 1, mac };
+        let h = MessageAuth {
+            kid: k.kid.clone(),
+            seq: 1,
+            mac,
+        };
         assert_eq!(MessageAuth::parse(&h.encode()), Some(h));
     }
 }

@@ -225,7 +225,10 @@ mod tests {
         ));
         assert!(decode::<RequestBody>(br#"{"type":"tunnel_setup"}"#).is_err());
         assert!(decode::<RequestBody>(br#"{"v":1,"type":"nope"}"#).is_err());
-        assert!(decode::<RequestBody>(br#"{"v":1,"type":"handover","flows":[{"match":{},"tunnel":"x"}]}"#).is_err());
+        assert!(decode::<RequestBody>(
+            br#"{"v":1,"type":"handover","flows":[{"match":{},"tunnel":"x"}]}"#
+        )
+        .is_err());
         let r = ResponseBody::TunnelReady {
             tunnel_id: 3,
             mapped: "198.18.0.1:40001".parse().unwrap(),

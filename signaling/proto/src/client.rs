@@ -16,8 +16,8 @@ use crate::auth::{ha1, request_digest, Authorization, Challenge, MessageAuth, Se
 use crate::body::{self, FlowMove, FlowResult, RequestBody, ResponseBody};
 use crate::codec::{self, CSeq, Head, Header, Message, Method, NameAddr, Request, Response, Via};
 use crate::consts::{
-    BRANCH_COOKIE, CONTENT_TYPE_JSON, DEFAULT_EXPIRES, MIN_UNAUTHENTICATED_REGISTER, PAD_HEADER, PRODUCT, REASSOCIATE_MAX, REASSOCIATE_MIN,
-    TIMER_F, VIPADDR_HEADER,
+    BRANCH_COOKIE, CONTENT_TYPE_JSON, DEFAULT_EXPIRES, MIN_UNAUTHENTICATED_REGISTER, PAD_HEADER,
+    PRODUCT, REASSOCIATE_MAX, REASSOCIATE_MIN, TIMER_F, VIPADDR_HEADER,
 };
 use crate::path::{Path, Transmit};
 use crate::transaction::{ClientAction, ClientTransaction};
@@ -144,9 +144,16 @@ enum RegState {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    Register { expires: u32, used: Option<(String, String)> },
-    TunnelSetup { link: u32 },
-    Handover { id: u64 },
+    Register {
+        expires: u32,
+        used: Option<(String, String)>,
+    },
+    TunnelSetup {
+        link: u32,
+    },
+    Handover {
+        id: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -228,7 +235,10 @@ impl Client {
 
     /// Whether the association is live (a session key exists and it has not expired).
     pub fn is_associated(&self) -> bool {
-        matches!(self.state, RegState::Registered { .. } | RegState::Refreshing)
+        matches!(
+            self.state,
+            RegState::Registered { .. } | RegState::Refreshing
+        )
     }
 
     /// Starts (or restarts) association.
@@ -252,16 +262,29 @@ impl Client {
 
     /// Sends a tunnel setup MESSAGE inside the tunnel of `link` towards the anchor's
     /// tunnel address `anchor` (UDP 1800). [`Event::TunnelReady`] follows.
-    pub fn setup_tunnel(&mut self, now: Instant, link: u32, anchor: SocketAddr) -> Result<(), ClientError> {
+    pub fn setup_tunnel(
+        &mut self,
+        now: Instant,
+        link: u32,
+        anchor: SocketAddr,
+    ) -> Result<(), ClientError> {
         let body = body::encode(RequestBody::TunnelSetup { link: None });
-        let path = Path::Tunnel { link, remote: anchor };
+        let path = Path::Tunnel {
+            link,
+            remote: anchor,
+        };
         self.send_message(now, path, body, Kind::TunnelSetup { link })
     }
 
     /// Sends one handover request for many flows on `path` (inside a tunnel, where
     /// `"any"` targets mean that tunnel, or on the SIP socket). Returns the id echoed in
     /// [`Event::HandoverAck`].
-    pub fn request_handover(&mut self, now: Instant, path: Path, flows: Vec<FlowMove>) -> Result<u64, ClientError> {
+    pub fn request_handover(
+        &mut self,
+        now: Instant,
+        path: Path,
+        flows: Vec<FlowMove>,
+    ) -> Result<u64, ClientError> {
         let id = self.next_handover;
         let body = body::encode(RequestBody::Handover { flows });
         self.send_message(now, path, body, Kind::Handover { id })?;
@@ -368,7 +391,14 @@ impl Client {
         format!("{BRANCH_COOKIE}{:016x}", self.rng.next_u64())
     }
 
-    fn head(&mut self, branch: &str, call_id: String, cseq: u32, method: Method, to: NameAddr) -> Head {
+    fn head(
+        &mut self,
+        branch: &str,
+        call_id: String,
+        cseq: u32,
+        method: Method,
+        to: NameAddr,
+    ) -> Head {
         let via = format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.local_host);
         Head {
             via: Via {
@@ -399,7 +429,13 @@ impl Client {
         let branch = self.branch();
         let uri = format!("sip:{}", self.cfg.domain);
         let to = NameAddr::new(format!("sip:{}@{}", self.cfg.user, self.cfg.domain), None);
-        let mut head = self.head(&branch, self.call_id.clone(), self.cseq, Method::Register, to);
+        let mut head = self.head(
+            &branch,
+            self.call_id.clone(),
+            self.cseq,
+            Method::Register,
+            to,
+        );
         let mut push = |n: &str, v: String| {
             head.headers.push(Header {
                 name: n.to_owned(),
@@ -408,7 +444,10 @@ impl Client {
         };
         push(
             "Contact",
-            format!("<sip:{}@{}>;expires={expires}", self.cfg.user, self.cfg.local_host),
+            format!(
+                "<sip:{}@{}>;expires={expires}",
+                self.cfg.user, self.cfg.local_host
+            ),
         );
         push("Expires", expires.to_string());
         if let Some(v) = self.vipa {
@@ -421,7 +460,14 @@ impl Client {
             let alg = a.challenge.algorithm;
             let h1 = ha1(alg, &self.cfg.user, &a.challenge.realm, &self.cfg.password);
             let nc = format!("{:08x}", a.nc);
-            let resp = request_digest(alg, &h1, &a.challenge.nonce, Some((&nc, &a.cnonce)), "REGISTER", &uri);
+            let resp = request_digest(
+                alg,
+                &h1,
+                &a.challenge.nonce,
+                Some((&nc, &a.cnonce)),
+                "REGISTER",
+                &uri,
+            );
             push(
                 "Authorization",
                 Authorization::encode_client(
@@ -469,7 +515,13 @@ impl Client {
         );
     }
 
-    fn send_message(&mut self, now: Instant, path: Path, body: Vec<u8>, kind: Kind) -> Result<(), ClientError> {
+    fn send_message(
+        &mut self,
+        now: Instant,
+        path: Path,
+        body: Vec<u8>,
+        kind: Kind,
+    ) -> Result<(), ClientError> {
         let Some(key) = self.session.clone().filter(|_| self.vipa.is_some()) else {
             return Err(ClientError::NotAssociated);
         };
@@ -522,9 +574,13 @@ impl Client {
             Kind::Register { expires, used } => self.on_register_final(now, expires, used, resp),
             Kind::TunnelSetup { link } => {
                 let ev = match body::decode::<ResponseBody>(&resp.body) {
-                    Ok(ResponseBody::TunnelReady { tunnel_id, mapped, .. }) if resp.status < 300 => {
-                        Event::TunnelReady { link, tunnel_id, mapped }
-                    }
+                    Ok(ResponseBody::TunnelReady {
+                        tunnel_id, mapped, ..
+                    }) if resp.status < 300 => Event::TunnelReady {
+                        link,
+                        tunnel_id,
+                        mapped,
+                    },
                     _ => Event::TunnelFailed {
                         link,
                         status: Some(resp.status),
@@ -560,7 +616,13 @@ impl Client {
         }
     }
 
-    fn on_register_final(&mut self, now: Instant, expires: u32, used: Option<(String, String)>, resp: &Response) {
+    fn on_register_final(
+        &mut self,
+        now: Instant,
+        expires: u32,
+        used: Option<(String, String)>,
+        resp: &Response,
+    ) {
         let dereg = expires == 0;
         match resp.status {
             200..=299 if dereg => {
@@ -577,7 +639,8 @@ impl Client {
                     .header("Expires")
                     .and_then(|v| v.trim().parse::<u32>().ok())
                     .unwrap_or(expires);
-                let (Some(vipa), Some((nonce, cnonce)), Some(a)) = (vipa, used, self.auth.clone()) else {
+                let (Some(vipa), Some((nonce, cnonce)), Some(a)) = (vipa, used, self.auth.clone())
+                else {
                     // A 200 without VIPA or without our authentication is useless.
                     self.events.push_back(Event::Rejected {
                         status: resp.status,
@@ -586,7 +649,12 @@ impl Client {
                     self.enter_backoff(now, None);
                     return;
                 };
-                let h1 = ha1(a.challenge.algorithm, &self.cfg.user, &a.challenge.realm, &self.cfg.password);
+                let h1 = ha1(
+                    a.challenge.algorithm,
+                    &self.cfg.user,
+                    &a.challenge.realm,
+                    &self.cfg.password,
+                );
                 let key = SessionKey::derive(&h1, &nonce, &cnonce);
                 if self.session.as_ref().map(|k| &k.kid) != Some(&key.kid) {
                     self.session = Some(key);
@@ -608,16 +676,26 @@ impl Client {
                 self.backoff = REASSOCIATE_MIN;
                 self.challenges = 0;
                 self.events.push_back(if first {
-                    Event::Associated { vipa, expires: granted_d }
+                    Event::Associated {
+                        vipa,
+                        expires: granted_d,
+                    }
                 } else {
-                    Event::Refreshed { vipa, expires: granted_d }
+                    Event::Refreshed {
+                        vipa,
+                        expires: granted_d,
+                    }
                 });
             }
             401 | 407 => {
                 self.challenges += 1;
                 let ch = resp
                     .head
-                    .headers_named(if resp.status == 401 { "WWW-Authenticate" } else { "Proxy-Authenticate" })
+                    .headers_named(if resp.status == 401 {
+                        "WWW-Authenticate"
+                    } else {
+                        "Proxy-Authenticate"
+                    })
                     .filter_map(Challenge::parse)
                     .find(|c| c.qop_auth);
                 match ch {
@@ -632,7 +710,9 @@ impl Client {
                     }
                     _ => {
                         self.auth = None;
-                        self.events.push_back(Event::AuthFailed { status: resp.status });
+                        self.events.push_back(Event::AuthFailed {
+                            status: resp.status,
+                        });
                         if dereg {
                             self.clear_association();
                         } else {
@@ -657,7 +737,10 @@ impl Client {
                     .and_then(|v| v.split(';').next())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                self.events.push_back(Event::Rejected { status, retry_after });
+                self.events.push_back(Event::Rejected {
+                    status,
+                    retry_after,
+                });
                 if dereg {
                     self.clear_association();
                 } else {
@@ -690,8 +773,12 @@ impl Client {
                 self.session = None;
                 self.enter_backoff(now, None);
             }
-            Kind::TunnelSetup { link } => self.events.push_back(Event::TunnelFailed { link, status: None }),
-            Kind::Handover { id } => self.events.push_back(Event::HandoverFailed { id, status: None }),
+            Kind::TunnelSetup { link } => self
+                .events
+                .push_back(Event::TunnelFailed { link, status: None }),
+            Kind::Handover { id } => self
+                .events
+                .push_back(Event::HandoverFailed { id, status: None }),
         }
     }
 }

@@ -95,7 +95,10 @@ impl Credentials {
         let mut c = Credentials::new(f.realm);
         for u in f.user {
             if u.name.is_empty()
-                || !u.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(ch))
+                || !u
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(ch))
             {
                 return Err(CredentialsError::BadName(u.name));
             }

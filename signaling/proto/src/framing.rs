@@ -46,7 +46,10 @@ mod tests {
     fn roundtrip_and_rejects() {
         let f = encode_signalling(b"MESSAGE sip:x SIP/2.0\r\n").unwrap();
         assert_eq!(&f[..4], &[0, 3, 0, 23]);
-        assert_eq!(decode_signalling(&f), Some(&b"MESSAGE sip:x SIP/2.0\r\n"[..]));
+        assert_eq!(
+            decode_signalling(&f),
+            Some(&b"MESSAGE sip:x SIP/2.0\r\n"[..])
+        );
         assert_eq!(decode_signalling(&f[..f.len() - 1]), None);
         assert_eq!(decode_signalling(&[0x45, 0, 0, 0]), None);
         assert_eq!(decode_signalling(&[0, 1, 0, 0]), None);

@@ -8,12 +8,12 @@ pub mod client;
 pub mod codec;
 pub mod consts;
 pub mod credentials;
-pub mod pool;
-pub mod rate;
-pub mod timer;
-pub mod transaction;
 pub mod framing;
 pub mod path;
+pub mod pool;
+pub mod rate;
 pub mod registrar;
+pub mod timer;
+pub mod transaction;
 
 pub use path::{Path, Transmit};

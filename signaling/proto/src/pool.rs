@@ -153,8 +153,8 @@ impl VipaPool {
             }
         }
         while let Some(ip) = self.free.pop_front() {
-            if !self.owner.contains_key(&ip) {
-                self.owner.insert(ip, owner.to_owned());
+            if let std::collections::hash_map::Entry::Vacant(e) = self.owner.entry(ip) {
+                e.insert(owner.to_owned());
                 return Some(Ipv4Addr::from(ip));
             }
         }
@@ -177,7 +177,8 @@ impl VipaPool {
     fn compact(&mut self) {
         let owner = &self.owner;
         let mut seen = std::collections::HashSet::new();
-        self.free.retain(|ip| !owner.contains_key(ip) && seen.insert(*ip));
+        self.free
+            .retain(|ip| !owner.contains_key(ip) && seen.insert(*ip));
     }
 }
 

@@ -47,7 +47,8 @@ impl RateLimiter {
         let cfg = self.cfg;
         if !self.buckets.contains_key(&src) && self.buckets.len() >= cfg.max_sources {
             self.buckets.retain(|_, (tokens, last)| {
-                *tokens + now.saturating_duration_since(*last).as_secs_f64() * cfg.per_second < cfg.burst
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * cfg.per_second
+                    < cfg.burst
             });
             if self.buckets.len() >= cfg.max_sources {
                 return false;
@@ -85,6 +86,9 @@ mod tests {
         assert!(!r.allow(t0, ip));
         assert!(r.allow(t0 + Duration::from_millis(100), ip));
         // Table full and the only bucket is not idle: a new source is refused.
-        assert!(!r.allow(t0 + Duration::from_millis(100), "198.18.0.2".parse().unwrap()));
+        assert!(!r.allow(
+            t0 + Duration::from_millis(100),
+            "198.18.0.2".parse().unwrap()
+        ));
     }
 }

@@ -19,8 +19,8 @@ use crate::auth::{
 use crate::body::{self, FlowMatch, FlowResult, RequestBody, ResponseBody, TunnelTarget};
 use crate::codec::{self, reason_phrase, Message, Method, Request, Response};
 use crate::consts::{
-    CONTENT_TYPE_JSON, DEFAULT_EXPIRES, MAX_EXPIRES, MAX_FLOWS_PER_HANDOVER,
-    MAX_TUNNELS_PER_HOST, MIN_EXPIRES, NONCE_LIFETIME, POOL_RETRY_AFTER, VIPADDR_HEADER,
+    CONTENT_TYPE_JSON, DEFAULT_EXPIRES, MAX_EXPIRES, MAX_FLOWS_PER_HANDOVER, MAX_TUNNELS_PER_HOST,
+    MIN_EXPIRES, NONCE_LIFETIME, POOL_RETRY_AFTER, VIPADDR_HEADER,
 };
 use crate::credentials::Credentials;
 use crate::path::{Path, Transmit};
@@ -321,10 +321,12 @@ impl Registrar {
                 match e.reply(&tag) {
                     // An error reply only echoes the request's headers; still, never send
                     // more than we got.
-                    Some(bytes) if bytes.len() <= data.len() || !self.cfg.anti_amplification => self.transmits.push_back(Transmit {
-                        path,
-                        payload: bytes,
-                    }),
+                    Some(bytes) if bytes.len() <= data.len() || !self.cfg.anti_amplification => {
+                        self.transmits.push_back(Transmit {
+                            path,
+                            payload: bytes,
+                        })
+                    }
                     Some(_) => self.stats.amplification_drops += 1,
                     None => self.stats.malformed_dropped += 1,
                 }
@@ -348,16 +350,19 @@ impl Registrar {
         let reply = self.on_request(now, path, &req);
         let bytes = reply.resp.encode();
         let mut tx = ServerTransaction::new();
-        let send = if self.cfg.anti_amplification && reply.unauthenticated && bytes.len() > data.len() {
-            self.stats.amplification_drops += 1;
-            None
-        } else {
-            tx.handle_response(now, reply.resp.status, bytes).map(<[u8]>::to_vec)
-        };
+        let send =
+            if self.cfg.anti_amplification && reply.unauthenticated && bytes.len() > data.len() {
+                self.stats.amplification_drops += 1;
+                None
+            } else {
+                tx.handle_response(now, reply.resp.status, bytes)
+                    .map(<[u8]>::to_vec)
+            };
         if let Some(payload) = send {
             self.transmits.push_back(Transmit { path, payload });
             if let Some(t) = tx.poll_timeout() {
-                self.tx_timers.push(Reverse((t, key.0.clone(), key.1.clone())));
+                self.tx_timers
+                    .push(Reverse((t, key.0.clone(), key.1.clone())));
             }
             self.transactions.insert(key, tx);
         }
@@ -419,7 +424,13 @@ impl Registrar {
         format!("{:08x}", self.rng.next_u32())
     }
 
-    fn respond(&mut self, req: &Request, path: Path, status: u16, reason: Option<&str>) -> Response {
+    fn respond(
+        &mut self,
+        req: &Request,
+        path: Path,
+        status: u16,
+        reason: Option<&str>,
+    ) -> Response {
         let tag = self.tag();
         let reason = reason.unwrap_or_else(|| reason_phrase(status));
         Response::to_request(req, status, reason, &tag, Some(path.remote()))
@@ -452,7 +463,14 @@ impl Registrar {
         }
     }
 
-    fn challenge(&mut self, now: Instant, req: &Request, path: Path, stale: bool, req_len: usize) -> Reply {
+    fn challenge(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        path: Path,
+        stale: bool,
+        req_len: usize,
+    ) -> Reply {
         self.stats.challenges += 1;
         let nonce = self.nonces.issue(now, &mut *self.rng);
         let realm = self.creds.realm().to_owned();
@@ -619,7 +637,13 @@ impl Registrar {
         self.stats.registrations += 1;
         let mut r = self.respond(req, path, 200, None);
         if let Some(b) = self.bindings.get(&user) {
-            r.push_header("Contact", format!("{};expires={granted}", b.contact.split(";expires=").next().unwrap_or(&b.contact)));
+            r.push_header(
+                "Contact",
+                format!(
+                    "{};expires={granted}",
+                    b.contact.split(";expires=").next().unwrap_or(&b.contact)
+                ),
+            );
         }
         r.push_header("Expires", granted.to_string());
         r.push_header(VIPADDR_HEADER, vipa.to_string());
@@ -650,7 +674,9 @@ impl Registrar {
 
     fn error_body(&mut self, req: &Request, path: Path, status: u16, why: &str) -> Response {
         let mut r = self.respond(req, path, status, Some(why));
-        r.set_json_body(body::encode(ResponseBody::Error { error: why.to_owned() }));
+        r.set_json_body(body::encode(ResponseBody::Error {
+            error: why.to_owned(),
+        }));
         r
     }
 
@@ -676,7 +702,11 @@ impl Registrar {
             r.push_header("Accept", CONTENT_TYPE_JSON);
             return r;
         }
-        let Some(mauth) = req.head.header(MessageAuth::HEADER).and_then(MessageAuth::parse) else {
+        let Some(mauth) = req
+            .head
+            .header(MessageAuth::HEADER)
+            .and_then(MessageAuth::parse)
+        else {
             self.stats.bad_mac += 1;
             return self.respond(req, path, 403, Some("Missing UPMT-Auth"));
         };
@@ -696,7 +726,10 @@ impl Registrar {
             self.stats.replays += 1;
             return self.respond(req, path, 403, Some("Replayed"));
         }
-        if !key.session.verify(&user, req.method.as_str(), mauth.seq, &req.body, &mauth.mac) {
+        if !key
+            .session
+            .verify(&user, req.method.as_str(), mauth.seq, &req.body, &mauth.mac)
+        {
             self.stats.bad_mac += 1;
             return self.respond(req, path, 403, Some("Bad MAC"));
         }

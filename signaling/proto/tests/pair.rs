@@ -47,7 +47,9 @@ fn association_register_401_register_200_with_vipa() {
     assert!(ok.contains("\r\nExpires: 120\r\n"));
     // SHA-256 preferred.
     assert!(p.sent("REGISTER")[1].text().contains("algorithm=SHA-256"));
-    assert!(matches!(&p.anchor_events[..], [AnEvent::Associated { user, vipa: v, .. }] if user == "mh1" && *v == vipa));
+    assert!(
+        matches!(&p.anchor_events[..], [AnEvent::Associated { user, vipa: v, .. }] if user == "mh1" && *v == vipa)
+    );
     assert_eq!(p.anchor.associations(), 1);
     assert!(p.mh().is_associated());
 }
@@ -81,7 +83,9 @@ fn expiry_frees_vipa_then_same_host_gets_it_back() {
     let mut p = Pair::default_pair();
     let vipa = associate(&mut p);
     let now = p.now;
-    p.mh().setup_tunnel(now, 1, "198.18.2.1:1800".parse().unwrap()).unwrap();
+    p.mh()
+        .setup_tunnel(now, 1, "198.18.2.1:1800".parse().unwrap())
+        .unwrap();
     p.drive_for(Duration::from_secs(1));
     // Cut the link both ways.
     p.drop = Some(Box::new(|_, _| true));
@@ -91,15 +95,25 @@ fn expiry_frees_vipa_then_same_host_gets_it_back() {
         .anchor_events
         .iter()
         .find_map(|e| match e {
-            AnEvent::Released { user, vipa, tunnels, reason } => Some((user.clone(), *vipa, tunnels.clone(), *reason)),
+            AnEvent::Released {
+                user,
+                vipa,
+                tunnels,
+                reason,
+            } => Some((user.clone(), *vipa, tunnels.clone(), *reason)),
             _ => None,
         })
         .expect("released");
-    assert_eq!(released, ("mh1".to_owned(), vipa, vec![1], ReleaseReason::Expired));
+    assert_eq!(
+        released,
+        ("mh1".to_owned(), vipa, vec![1], ReleaseReason::Expired)
+    );
     assert!(p.mh_events[0].contains(&MhEvent::AssociationLost));
     // Meanwhile another host associates (takes the next free address, not ours).
     let other = p.add_client("mh2", "pw2");
-    p.drop = Some(Box::new(|d, _| matches!(d, Dir::ToAnchor(0) | Dir::ToMh(0))));
+    p.drop = Some(Box::new(|d, _| {
+        matches!(d, Dir::ToAnchor(0) | Dir::ToMh(0))
+    }));
     let now = p.now;
     p.mhs[other].associate(now);
     p.drive_for(Duration::from_secs(1));
@@ -129,7 +143,10 @@ fn fourth_register_leaves_at_3_5_s_when_three_are_lost() {
     let times: Vec<u128> = regs.iter().map(|s| s.at.as_millis()).collect();
     // T1 = 500 ms: sends at 0, T1, T1+2T1, T1+2T1+4T1 = 3.5 s.
     assert_eq!(&times[..4], &[0, 500, 1500, 3500]);
-    assert_eq!(regs[3].bytes, regs[0].bytes, "retransmission is byte-identical");
+    assert_eq!(
+        regs[3].bytes, regs[0].bytes,
+        "retransmission is byte-identical"
+    );
     assert!(associated_vipa(&p, 0).is_some());
 }
 
@@ -190,13 +207,23 @@ fn forged_nonce_rechallenged_and_identity_mismatch_forbidden() {
     forged.replace_range(i..i + 1, if &authed[i..i + 1] == "0" { "1" } else { "0" });
     let forged = forged.replacen("branch=z9hG4bK", "branch=z9hG4bKx", 1);
     p.inject_to_anchor(src, forged.as_bytes());
-    assert!(p.anchor.poll_transmit(p.now).unwrap().payload.starts_with(b"SIP/2.0 401"));
+    assert!(p
+        .anchor
+        .poll_transmit(p.now)
+        .unwrap()
+        .payload
+        .starts_with(b"SIP/2.0 401"));
     // Someone else's To with mh1's credentials.
     let other = authed
         .replace("To: <sip:mh1@upmt>", "To: <sip:mh2@upmt>")
         .replacen("branch=z9hG4bK", "branch=z9hG4bKy", 1);
     p.inject_to_anchor(src, other.as_bytes());
-    assert!(p.anchor.poll_transmit(p.now).unwrap().payload.starts_with(b"SIP/2.0 403"));
+    assert!(p
+        .anchor
+        .poll_transmit(p.now)
+        .unwrap()
+        .payload
+        .starts_with(b"SIP/2.0 403"));
 }
 
 #[test]
@@ -234,7 +261,12 @@ fn deregistration_frees_vipa() {
     let now = p.now;
     p.mh().deregister(now);
     p.drive_for(Duration::from_secs(1));
-    assert!(p.sent("REGISTER").last().unwrap().text().contains("Expires: 0\r\n"));
+    assert!(p
+        .sent("REGISTER")
+        .last()
+        .unwrap()
+        .text()
+        .contains("Expires: 0\r\n"));
     assert!(p.anchor_events.contains(&AnEvent::Released {
         user: "mh1".into(),
         vipa,
@@ -257,12 +289,19 @@ fn tunnel_setup_learns_nat_mapping() {
     let ready: Vec<_> = p.mh_events[0]
         .iter()
         .filter_map(|e| match e {
-            MhEvent::TunnelReady { link, tunnel_id, mapped } => Some((*link, *tunnel_id, *mapped)),
+            MhEvent::TunnelReady {
+                link,
+                tunnel_id,
+                mapped,
+            } => Some((*link, *tunnel_id, *mapped)),
             _ => None,
         })
         .collect();
     assert_eq!(ready.len(), 2);
-    assert!(ready.contains(&(1, 1, Pair::mh_link_addr(0, 1))) || ready.contains(&(1, 2, Pair::mh_link_addr(0, 1))));
+    assert!(
+        ready.contains(&(1, 1, Pair::mh_link_addr(0, 1)))
+            || ready.contains(&(1, 2, Pair::mh_link_addr(0, 1)))
+    );
     assert!(p.anchor_events.iter().any(|e| matches!(e,
         AnEvent::TunnelUp { user, vipa: v, remote, .. } if user == "mh1" && *v == vipa && *remote == Pair::mh_link_addr(0, 2))));
     // Setting up the same tunnel again returns the same ID.
@@ -270,16 +309,24 @@ fn tunnel_setup_learns_nat_mapping() {
     p.mhs[0].setup_tunnel(now, 1, p.anchor_tunnel).unwrap();
     p.drive_for(Duration::from_secs(1));
     let again = p.mh_events[0].iter().rev().find_map(|e| match e {
-        MhEvent::TunnelReady { link: 1, tunnel_id, .. } => Some(*tunnel_id),
+        MhEvent::TunnelReady {
+            link: 1, tunnel_id, ..
+        } => Some(*tunnel_id),
         _ => None,
     });
     assert_eq!(again, ready.iter().find(|r| r.0 == 1).map(|r| r.1));
     // Tunnel setup outside a tunnel is refused.
     let msg = p.sent("MESSAGE")[0].bytes.clone();
-    let msg = String::from_utf8(msg).unwrap().replacen("branch=z9hG4bK", "branch=z9hG4bKq", 1);
+    let msg = String::from_utf8(msg)
+        .unwrap()
+        .replacen("branch=z9hG4bK", "branch=z9hG4bKq", 1);
     p.inject_to_anchor(Path::Udp(Pair::mh_sip_addr(0)), msg.as_bytes());
     let r = p.anchor.poll_transmit(p.now).unwrap();
-    assert!(r.payload.starts_with(b"SIP/2.0 403"), "{}", String::from_utf8_lossy(&r.payload));
+    assert!(
+        r.payload.starts_with(b"SIP/2.0 403"),
+        "{}",
+        String::from_utf8_lossy(&r.payload)
+    );
 }
 
 fn flows(vipa: Ipv4Addr) -> Vec<FlowMove> {
@@ -333,7 +380,10 @@ fn handover_many_flows_in_one_message() {
     let mut p = Pair::default_pair();
     let vipa = setup_two_tunnels(&mut p);
     let now = p.now;
-    let path = Path::Tunnel { link: 1, remote: p.anchor_tunnel };
+    let path = Path::Tunnel {
+        link: 1,
+        remote: p.anchor_tunnel,
+    };
     let id = p.mh().request_handover(now, path, flows(vipa)).unwrap();
     p.drive_for(Duration::from_secs(1));
     let results = p.mh_events[0]
@@ -363,18 +413,33 @@ fn replayed_handover_rejected() {
     let mut p = Pair::default_pair();
     let vipa = setup_two_tunnels(&mut p);
     let now = p.now;
-    let path = Path::Tunnel { link: 1, remote: p.anchor_tunnel };
+    let path = Path::Tunnel {
+        link: 1,
+        remote: p.anchor_tunnel,
+    };
     p.mh().request_handover(now, path, flows(vipa)).unwrap();
     p.drive_for(Duration::from_secs(1));
-    let handovers = |p: &Pair| p.anchor_events.iter().filter(|e| matches!(e, AnEvent::Handover { .. })).count();
+    let handovers = |p: &Pair| {
+        p.anchor_events
+            .iter()
+            .filter(|e| matches!(e, AnEvent::Handover { .. }))
+            .count()
+    };
     assert_eq!(handovers(&p), 1);
     let msg = p.sent("MESSAGE").last().unwrap().text();
-    let from = Path::Tunnel { link: 0, remote: Pair::mh_link_addr(0, 1) };
+    let from = Path::Tunnel {
+        link: 0,
+        remote: Pair::mh_link_addr(0, 1),
+    };
     // Immediate replay with a new branch (not a retransmission): 403 Replayed.
     let replay = msg.replacen("branch=z9hG4bK", "branch=z9hG4bKr", 1);
     p.inject_to_anchor(from, replay.as_bytes());
     let r = p.anchor.poll_transmit(p.now).unwrap();
-    assert!(r.payload.starts_with(b"SIP/2.0 403 Replayed"), "{}", String::from_utf8_lossy(&r.payload));
+    assert!(
+        r.payload.starts_with(b"SIP/2.0 403 Replayed"),
+        "{}",
+        String::from_utf8_lossy(&r.payload)
+    );
     // Exact replay after the transaction is gone (Timer J): 403 Replayed too.
     p.drive_for(Duration::from_secs(40));
     p.inject_to_anchor(from, msg.as_bytes());
@@ -387,7 +452,11 @@ fn replayed_handover_rejected() {
         .replace("\"dport\":80", "\"dport\":81");
     p.inject_to_anchor(from, tampered.as_bytes());
     let r = p.anchor.poll_transmit(p.now).unwrap();
-    assert!(r.payload.starts_with(b"SIP/2.0 403 Bad MAC"), "{}", String::from_utf8_lossy(&r.payload));
+    assert!(
+        r.payload.starts_with(b"SIP/2.0 403 Bad MAC"),
+        "{}",
+        String::from_utf8_lossy(&r.payload)
+    );
     assert_eq!(handovers(&p), 1);
     assert_eq!(p.anchor.stats().replays, 2);
 }
@@ -416,7 +485,10 @@ fn anchor_restart_triggers_reassociation() {
     let at = p.anchor_tunnel;
     p.mh().setup_tunnel(now, 1, at).unwrap();
     p.drive_for(Duration::from_secs(2));
-    assert!(p.mh_events[0].contains(&MhEvent::TunnelFailed { link: 1, status: Some(403) }));
+    assert!(p.mh_events[0].contains(&MhEvent::TunnelFailed {
+        link: 1,
+        status: Some(403)
+    }));
     assert!(p.mh_events[0].contains(&MhEvent::AssociationLost));
     // Re-associated, and the new anchor honoured the VIpAddr the host carried.
     assert_eq!(associated_vipa(&p, 0), Some(vipa));
@@ -456,4 +528,3 @@ fn rate_limit_drops_floods() {
     }
     assert_eq!(p.anchor.stats().rate_limited, 15);
 }
-

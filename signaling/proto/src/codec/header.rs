@@ -113,9 +113,7 @@ fn split_sent_protocol(s: &str) -> Option<(String, &str)> {
     let mut rest = s.trim_start();
     let mut parts = Vec::with_capacity(3);
     for i in 0..3 {
-        let end = rest
-            .find(|c: char| !is_token_char(c))
-            .unwrap_or(rest.len());
+        let end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
         let tok = &rest[..end];
         if !is_token(tok) {
             return None;
@@ -127,9 +125,7 @@ fn split_sent_protocol(s: &str) -> Option<(String, &str)> {
         }
     }
     match parts.as_slice() {
-        [name, version, transport]
-            if name.eq_ignore_ascii_case("SIP") && *version == "2.0" =>
-        {
+        [name, version, transport] if name.eq_ignore_ascii_case("SIP") && *version == "2.0" => {
             Some((transport.to_ascii_uppercase(), rest))
         }
         _ => None,
@@ -174,7 +170,9 @@ pub(crate) fn stamp_received(raw: &str, src: SocketAddr) -> String {
     let mut has_rport = false;
     for (i, part) in raw.split(';').enumerate() {
         let p = part.trim();
-        if i > 0 && (p.eq_ignore_ascii_case("rport") || p.to_ascii_lowercase().starts_with("rport=")) {
+        if i > 0
+            && (p.eq_ignore_ascii_case("rport") || p.to_ascii_lowercase().starts_with("rport="))
+        {
             has_rport = true;
             out.push_str(";rport=");
             out.push_str(&src.port().to_string());

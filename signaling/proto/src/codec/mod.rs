@@ -322,4 +322,3 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests;
-

@@ -167,12 +167,23 @@ fn canonical_name(name: &str) -> Option<&'static str> {
 }
 
 enum StartLine<'a> {
-    Request { method: &'a str, uri: &'a str, version: &'a str },
-    Status { code: u16, reason: &'a str },
+    Request {
+        method: &'a str,
+        uri: &'a str,
+        version: &'a str,
+    },
+    Status {
+        code: u16,
+        reason: &'a str,
+    },
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseErrorKind> {
-    if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/")) {
+    if line.len() >= 4
+        && line
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let mut it = line.splitn(3, ' ');
         let version = it.next().unwrap_or("");
@@ -194,7 +205,8 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseErrorKind> {
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let mut it = line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) = (it.next(), it.next(), it.next(), it.next())
+    let (Some(method), Some(uri), Some(version), None) =
+        (it.next(), it.next(), it.next(), it.next())
     else {
         return Err(ParseErrorKind::BadStartLine);
     };
@@ -267,8 +279,13 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             not_utf8 = true;
             continue;
         };
-        if line.contains('\r') {
-            not_utf8 = true; // bare CR: treat like garbage
+        // RFC 3261 §25.1: header text is TEXT-UTF8 / LWS; no control characters (a bare
+        // CR, NUL, ...).
+        if line
+            .chars()
+            .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+        {
+            not_utf8 = true;
             continue;
         }
         let n = lines.len();
@@ -346,9 +363,23 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         }
     }
 
-    // Enough to address a reply?
+    // Enough to address a reply? Only if the headers a response copies are themselves
+    // well-formed (a reply echoing a broken Via could not be routed or parsed).
+    let usable = vias.first().is_some_and(|v| Via::parse(v).is_some())
+        && from.as_deref().and_then(NameAddr::parse).is_some()
+        && to.as_deref().and_then(NameAddr::parse).is_some()
+        && call_id
+            .as_deref()
+            .is_some_and(|c| !c.is_empty() && !c.contains(char::is_whitespace))
+        && cseq.as_deref().is_some_and(|c| {
+            // Syntactically `digits token`, even if out of range (RFC 4475 "scalar02" still
+            // deserves its 400).
+            let mut it = c.split_ascii_whitespace();
+            matches!((it.next(), it.next(), it.next()),
+                (Some(n), Some(m), None) if n.bytes().all(|b| b.is_ascii_digit()) && is_token(m))
+        });
     let ctx = match (&from, &to, &call_id, &cseq) {
-        (Some(f), Some(t), Some(c), Some(s)) if is_request && !vias.is_empty() => {
+        (Some(f), Some(t), Some(c), Some(s)) if is_request && usable => {
             Some(Box::new(ReplyContext {
                 vias: vias.clone(),
                 from: f.clone(),
@@ -377,10 +408,14 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     };
     let from = from
         .ok_or_else(|| fail(ParseErrorKind::Missing("From")))
-        .and_then(|v| NameAddr::parse(&v).ok_or_else(|| fail(ParseErrorKind::BadHeaderValue("From"))))?;
+        .and_then(|v| {
+            NameAddr::parse(&v).ok_or_else(|| fail(ParseErrorKind::BadHeaderValue("From")))
+        })?;
     let to = to
         .ok_or_else(|| fail(ParseErrorKind::Missing("To")))
-        .and_then(|v| NameAddr::parse(&v).ok_or_else(|| fail(ParseErrorKind::BadHeaderValue("To"))))?;
+        .and_then(|v| {
+            NameAddr::parse(&v).ok_or_else(|| fail(ParseErrorKind::BadHeaderValue("To")))
+        })?;
     let call_id = call_id.ok_or_else(|| fail(ParseErrorKind::Missing("Call-ID")))?;
     if call_id.is_empty() || call_id.contains(char::is_whitespace) {
         return Err(fail(ParseErrorKind::BadHeaderValue("Call-ID")));
@@ -407,13 +442,16 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             if n > MAX_BODY_LEN {
                 return Err(fail(ParseErrorKind::BodyTooLarge));
             }
-            rest.get(..n).ok_or_else(|| fail(ParseErrorKind::Truncated))?
+            rest.get(..n)
+                .ok_or_else(|| fail(ParseErrorKind::Truncated))?
         }
         None if rest.len() > MAX_BODY_LEN => return Err(fail(ParseErrorKind::BodyTooLarge)),
         None => rest,
     };
     let content_type = match ctype {
-        Some(ct) if ct.is_empty() => return Err(fail(ParseErrorKind::BadHeaderValue("Content-Type"))),
+        Some(ct) if ct.is_empty() => {
+            return Err(fail(ParseErrorKind::BadHeaderValue("Content-Type")))
+        }
         other => other,
     };
 
@@ -437,12 +475,10 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             if head.cseq.method != method {
                 return Err(fail(ParseErrorKind::CSeqMismatch));
             }
-            let scheme_ok = uri
-                .split_once(':')
-                .is_some_and(|(s, rest)| {
-                    (s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips"))
-                        && !rest.is_empty()
-                });
+            let scheme_ok = uri.split_once(':').is_some_and(|(s, rest)| {
+                (s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips"))
+                    && !rest.is_empty()
+            });
             if !scheme_ok {
                 return Err(fail(ParseErrorKind::UnsupportedScheme));
             }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::InvalidTransition;
-use crate::consts::{T2, T1, TIMER_F, TIMER_K};
+use crate::consts::{T1, T2, TIMER_F, TIMER_K};
 use crate::timer::{Timer, TimerTable};
 
 /// State of a non-INVITE client transaction. RFC 3261 §17.1.2.2, Figure 6:
@@ -255,12 +255,16 @@ impl ClientTransaction {
             (ClientEvent::TimerE, ClientState::Proceeding) => {
                 self.timers.set(Timer::E, now + T2);
             }
-            (ClientEvent::Provisional, ClientState::Proceeding) if self.state == ClientState::Trying => {
+            (ClientEvent::Provisional, ClientState::Proceeding)
+                if self.state == ClientState::Trying =>
+            {
                 self.timers.set(Timer::E, now + T2);
             }
             // "Once the client transaction enters the Completed state, it MUST set Timer K
             // to fire in T4 seconds for unreliable transports".
-            (ClientEvent::Final, ClientState::Completed) if self.state != ClientState::Completed => {
+            (ClientEvent::Final, ClientState::Completed)
+                if self.state != ClientState::Completed =>
+            {
                 self.timers.stop_all();
                 self.timers.set(Timer::K, now + TIMER_K);
             }

@@ -221,7 +221,10 @@ impl ServerTransaction {
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         if self.timers.is_expired(Timer::J, now) {
             self.timers.stop(Timer::J);
-            return matches!(self.apply(now, ServerEvent::TimerJ), Ok(ServerAction::Destroy));
+            return matches!(
+                self.apply(now, ServerEvent::TimerJ),
+                Ok(ServerAction::Destroy)
+            );
         }
         false
     }
@@ -261,7 +264,10 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = ServerTransaction::new();
         assert_eq!(tx.handle_request(t0), None);
-        assert_eq!(tx.handle_response(t0, 200, b"OK".to_vec()), Some(&b"OK"[..]));
+        assert_eq!(
+            tx.handle_response(t0, 200, b"OK".to_vec()),
+            Some(&b"OK"[..])
+        );
         assert_eq!(tx.handle_request(t0), Some(&b"OK"[..]));
         assert_eq!(tx.handle_response(t0, 500, b"NO".to_vec()), None);
         assert!(!tx.handle_timeout(t0 + TIMER_J / 2));

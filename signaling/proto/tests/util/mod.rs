@@ -62,7 +62,12 @@ fn base_instant() -> Instant {
     Instant::now()
 }
 
-pub const USERS: [(&str, &str); 4] = [("mh1", "pw1"), ("mh2", "pw2"), ("mh3", "pw3"), ("mh4", "pw4")];
+pub const USERS: [(&str, &str); 4] = [
+    ("mh1", "pw1"),
+    ("mh2", "pw2"),
+    ("mh3", "pw3"),
+    ("mh4", "pw4"),
+];
 
 pub fn creds() -> Credentials {
     let mut c = Credentials::new("upmt");
@@ -113,8 +118,10 @@ impl Pair {
         let mut cfg = ClientConfig::new(user, password, "upmt", self.anchor_sip);
         cfg.expires = 120;
         let seed = 100 + i as u64;
-        self.mhs
-            .push(Client::new(cfg, Box::new(rand::rngs::StdRng::seed_from_u64(seed))));
+        self.mhs.push(Client::new(
+            cfg,
+            Box::new(rand::rngs::StdRng::seed_from_u64(seed)),
+        ));
         self.mh_events.push(Vec::new());
         i
     }
@@ -130,7 +137,9 @@ impl Pair {
 
     /// The MH `i`'s outer address of the tunnel on `link` as the anchor sees it.
     pub fn mh_link_addr(i: usize, link: u32) -> SocketAddr {
-        format!("198.18.{}.{}:{}", link, 1 + i, 40000 + i).parse().unwrap()
+        format!("198.18.{}.{}:{}", link, 1 + i, 40000 + i)
+            .parse()
+            .unwrap()
     }
 
     fn route_from_mh(&self, i: usize, t: &Transmit) -> Path {
@@ -146,7 +155,9 @@ impl Pair {
     fn route_from_anchor(&self, t: &Transmit) -> Option<(usize, Path)> {
         for i in 0..self.mhs.len() {
             match t.path {
-                Path::Udp(a) if a == Self::mh_sip_addr(i) => return Some((i, Path::Udp(self.anchor_sip))),
+                Path::Udp(a) if a == Self::mh_sip_addr(i) => {
+                    return Some((i, Path::Udp(self.anchor_sip)))
+                }
                 Path::Tunnel { remote, .. } => {
                     for link in 0..8 {
                         if remote == Self::mh_link_addr(i, link) {
@@ -178,7 +189,8 @@ impl Pair {
             bytes: bytes.clone(),
         });
         if !dropped {
-            self.in_flight.push((self.now + self.latency, dir, path, bytes));
+            self.in_flight
+                .push((self.now + self.latency, dir, path, bytes));
         }
     }
 
@@ -277,6 +289,9 @@ impl Pair {
 
     /// Log entries whose first line starts with `prefix`.
     pub fn sent(&self, prefix: &str) -> Vec<&Sent> {
-        self.log.iter().filter(|s| s.first_line().starts_with(prefix)).collect()
+        self.log
+            .iter()
+            .filter(|s| s.first_line().starts_with(prefix))
+            .collect()
     }
 }
