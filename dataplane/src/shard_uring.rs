@@ -105,9 +105,18 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                     if !d.more {
                         tun_armed = false;
                     }
-                    let (Some(bid), true) = (d.buffer, d.result >= 0) else {
+                    if d.result < 0 {
+                        if let Some(b) = d.buffer {
+                            io.recycle_tun(b);
+                        }
+                        // ENOBUFS: the ring ran dry, re-armed once buffers come back.
+                        // ECANCELED: shutdown. Anything else would repeat forever: stop.
+                        if !transient(d.result) {
+                            return Err(io::Error::from_raw_os_error(-d.result));
+                        }
                         continue;
-                    };
+                    }
+                    let Some(bid) = d.buffer else { continue };
                     let n = d.result as usize;
                     let verdict = match io.tun_buf(bid) {
                         Some(buf) if n > vnet && n <= buf.len() => {
@@ -165,11 +174,16 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                     }
                     let sock_fd = sock.fd;
                     let dedicated = sock.tunnel.as_ref().map(|t| t.id);
-                    let Some(bid) = d.buffer else { continue };
                     if d.result < 0 {
-                        io.recycle_net(bid);
+                        if let Some(b) = d.buffer {
+                            io.recycle_net(b);
+                        }
+                        if !transient(d.result) {
+                            return Err(io::Error::from_raw_os_error(-d.result));
+                        }
                         continue;
                     }
+                    let Some(bid) = d.buffer else { continue };
                     let n = d.result as usize;
                     let Some(buf) = io.net_buf(bid) else { continue };
                     let (verdict, range, from) = match parse_recv(buf, n) {
@@ -279,7 +293,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
             }
         }
         // Sockets removed and no longer armed: drop them (closes the fd when last ref goes).
-        socks.retain(|_, s| !(s.removed && !s.armed));
+        socks.retain(|_, s| !s.removed || s.armed);
         // Held packets: release decided ones and timed out ones, in order.
         let mut keep = VecDeque::with_capacity(held.len());
         for h in held.drain(..) {
@@ -304,6 +318,14 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Completion errors after which re-arming makes sense.
+fn transient(res: i32) -> bool {
+    matches!(
+        -res,
+        libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN
+    )
 }
 
 fn send(

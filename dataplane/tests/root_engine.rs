@@ -1,1 +1,574 @@
-//! placeholder
+//! Root engine tests: real TUN devices and UDP sockets in network namespaces this test creates.
+//!
+//! ```text
+//!            w0 192.168.100.25/24 ---- aw0 192.168.100.1/24
+//!   [mh]                                                  [an] ac0 198.18.3.254/24 ---- c0 198.18.3.1/24 [ch]
+//!   upmt0 = 100.64.0.2                                         lo 198.18.2.1 (tunnel port 1800)
+//!            u0 10.10.10.25/24   ---- au0 10.10.10.1/24        upmt0: 100.64.0.0/16 routed here,
+//!                                                              nftables masquerade on ac0
+//! ```
+//! Two tunnels from mh (over w0 and u0, `SO_BINDTODEVICE`) to 198.18.2.1:1800. The test is the
+//! control side of both engines (no signalling): it adds tunnels, binds the host, moves flows.
+//! Namespaces are `u<pid>-<n>-{mh,an,ch}`, removed by a Drop guard even on failure.
+//! Prerequisites (root, `ip`, `nft`, `ping`) are checked first; missing ones FAIL the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command as Proc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dataplane::{
+    control_frame, Backend, Command, ControlKind, DropReason, Engine, EngineConfig, Event, FlowKey,
+    Mode, StatsSnapshot,
+};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+const VIPA: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+const CH: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+const AN_TUNNEL: &str = "198.18.2.1:1800";
+
+fn require_prereqs() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "root_engine tests need root (network namespaces, TUN)"
+    );
+    for tool in ["ip", "nft", "ping"] {
+        let ok = Proc::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "root_engine tests need `{tool}` in PATH (apt-get install iproute2 nftables iputils-ping)");
+    }
+    assert!(
+        std::path::Path::new("/dev/net/tun").exists(),
+        "root_engine tests need /dev/net/tun"
+    );
+}
+
+fn sh(cmd: &str) {
+    let out = Proc::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
+    assert!(
+        out.status.success(),
+        "command failed: {cmd}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sh_ok(cmd: &str) -> bool {
+    Proc::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        dataplane::sys::netns::enter(&ns).expect("enter netns");
+        f()
+    })
+    .join()
+    .expect("thread in netns panicked")
+}
+
+struct Bed {
+    mh: String,
+    an: String,
+    ch: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for ns in [&self.mh, &self.an, &self.ch] {
+            let _ = Proc::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let p = format!(
+            "u{}-{}-",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let bed = Bed {
+            mh: format!("{p}mh"),
+            an: format!("{p}an"),
+            ch: format!("{p}ch"),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (mh, an, ch) = (&bed.mh, &bed.an, &bed.ch);
+        for ns in [mh, an, ch] {
+            sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+        }
+        sh(&format!(
+            "ip -n {mh} link add w0 type veth peer name aw0 netns {an}"
+        ));
+        sh(&format!(
+            "ip -n {mh} link add u0 type veth peer name au0 netns {an}"
+        ));
+        sh(&format!(
+            "ip -n {an} link add ac0 type veth peer name c0 netns {ch}"
+        ));
+        sh(&format!(
+            "ip -n {mh} addr add 192.168.100.25/24 dev w0 && ip -n {mh} link set w0 up && \
+             ip -n {mh} addr add 10.10.10.25/24 dev u0 && ip -n {mh} link set u0 up && \
+             ip -n {mh} route add 198.18.2.1/32 via 192.168.100.1 dev w0 && \
+             ip -n {mh} route add 198.18.2.1/32 via 10.10.10.1 dev u0 metric 100"
+        ));
+        sh(&format!(
+            "ip -n {an} addr add 198.18.2.1/32 dev lo && \
+             ip -n {an} addr add 192.168.100.1/24 dev aw0 && ip -n {an} link set aw0 up && \
+             ip -n {an} addr add 10.10.10.1/24 dev au0 && ip -n {an} link set au0 up && \
+             ip -n {an} addr add 198.18.3.254/24 dev ac0 && ip -n {an} link set ac0 up && \
+             ip netns exec {an} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"
+        ));
+        sh(&format!(
+            "ip netns exec {an} nft -f - <<'EOF'\ntable ip upmt_test {{\n chain post {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"ac0\" ip saddr 100.64.0.0/16 masquerade\n }}\n}}\nEOF"
+        ));
+        sh(&format!(
+            "ip -n {ch} addr add 198.18.3.1/24 dev c0 && ip -n {ch} link set c0 up && ip -n {ch} route add default via 198.18.3.254"
+        ));
+        bed
+    }
+
+    /// UDP echo on ch:7 and TCP echo on ch:9; records the UDP peers seen.
+    fn start_echo(&self) -> Arc<Mutex<Vec<SocketAddr>>> {
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (p2, stop) = (peers.clone(), self.stop.clone());
+        let ns = self.ch.clone();
+        std::thread::spawn(move || {
+            dataplane::sys::netns::enter(&ns).unwrap();
+            let s = UdpSocket::bind("198.18.3.1:7").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut buf = vec![0u8; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    p2.lock().unwrap().push(from);
+                    let _ = s.send_to(&buf[..n], from);
+                }
+            }
+        });
+        let (ns, stop) = (self.ch.clone(), self.stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            dataplane::sys::netns::enter(&ns).unwrap();
+            let l = TcpListener::bind("198.18.3.1:9").unwrap();
+            tx.send(()).unwrap();
+            l.set_nonblocking(true).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || {
+                            let mut b = vec![0u8; 65536];
+                            while let Ok(n) = c.read(&mut b) {
+                                if n == 0 || c.write_all(&b[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        rx.recv().unwrap();
+        peers
+    }
+}
+
+fn engine_in(ns: &str, cfg: EngineConfig) -> Engine {
+    in_ns(ns, move || Engine::start(cfg).expect("engine start"))
+}
+
+fn wait_event(e: &Engine, what: &str, mut f: impl FnMut(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(ev) = e.handle().events.recv_timeout(Duration::from_millis(50)) {
+            if f(&ev) {
+                return ev;
+            }
+        }
+    }
+    panic!("no event: {what}");
+}
+
+fn tunnel_counts(s: &StatsSnapshot, id: u32) -> ((u64, u64), (u64, u64)) {
+    let t = s
+        .tunnels
+        .iter()
+        .find(|t| t.id == id)
+        .unwrap_or_else(|| panic!("tunnel {id} in stats"));
+    (t.tx, t.rx)
+}
+
+/// UDP echo round trip from mh: the payload must come back byte for byte.
+fn udp_echo(ns: &str, local_port: u16, payload: Vec<u8>) -> bool {
+    in_ns(ns, move || {
+        let s = UdpSocket::bind(("0.0.0.0", local_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..3 {
+            s.send_to(&payload, (CH, 7)).unwrap();
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return buf[..n] == payload[..];
+            }
+        }
+        false
+    })
+}
+
+fn raw_udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 28 + payload.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    p
+}
+
+fn suite(backend: Backend) {
+    require_prereqs();
+    let bed = Bed::new();
+    let peers = bed.start_echo();
+
+    // --- engines ---
+    let mut acfg = EngineConfig::new(Mode::Anchor, "upmt0");
+    acfg.shards = 2;
+    acfg.backend = backend;
+    acfg.listen = Some(AN_TUNNEL.parse().unwrap());
+    let an = engine_in(&bed.an, acfg.clone());
+    assert_eq!(
+        an.backend(),
+        if backend == Backend::Poll {
+            Backend::Poll
+        } else {
+            Backend::Uring
+        }
+    );
+    sh(&format!(
+        "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} route add 100.64.0.0/16 dev upmt0",
+        bed.an
+    ));
+
+    let mut mcfg = EngineConfig::new(Mode::Mobile, "upmt0");
+    mcfg.shards = 2;
+    mcfg.backend = backend;
+    let mh = engine_in(&bed.mh, mcfg.clone());
+    sh(&format!(
+        "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} addr add 100.64.0.2/32 dev upmt0 && \
+         ip -n {0} route add 198.18.3.0/24 dev upmt0 src 100.64.0.2",
+        bed.mh
+    ));
+
+    // --- tunnels (the test plays both control threads) ---
+    let remote: SocketAddr = AN_TUNNEL.parse().unwrap();
+    let mut mh_locals = Vec::new();
+    for (id, dev) in [(1u32, "w0"), (2, "u0")] {
+        let src: Ipv4Addr = if id == 1 {
+            Ipv4Addr::new(192, 168, 100, 25)
+        } else {
+            Ipv4Addr::new(10, 10, 10, 25)
+        };
+        mh.handle()
+            .send(Command::AddTunnel {
+                id,
+                local: SocketAddr::new(IpAddr::V4(src), 0),
+                device: Some(dev.into()),
+                remote,
+            })
+            .unwrap();
+        let ev = wait_event(
+            &mh,
+            "TunnelAdded",
+            |e| matches!(e, Event::TunnelAdded { id: i, .. } if *i == id),
+        );
+        let Event::TunnelAdded { local, .. } = ev else {
+            unreachable!()
+        };
+        mh_locals.push(local);
+        an.handle()
+            .send(Command::AddPeerTunnel { id, remote: local })
+            .unwrap();
+        wait_event(
+            &an,
+            "TunnelAdded (anchor)",
+            |e| matches!(e, Event::TunnelAdded { id: i, .. } if *i == id),
+        );
+    }
+    an.handle()
+        .send(Command::BindHost {
+            host: 1,
+            vipa: IpAddr::V4(VIPA),
+            tunnels: vec![1, 2],
+        })
+        .unwrap();
+    mh.handle().send(Command::SetDefault(Some(1))).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+
+    // --- UDP of several sizes, unchanged end to end; ch sees only the NAT address ---
+    for (port, len) in [(5001u16, 1usize), (5002, 100), (5003, 1444), (5004, 3000)] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        if !udp_echo(&bed.mh, port, payload) {
+            panic!(
+                "UDP echo of {len} bytes through the tunnel\nMH {:#?}\nAN {:#?}",
+                mh.handle().stats(),
+                an.handle().stats()
+            );
+        }
+    }
+    assert!(
+        peers
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| p.ip() == IpAddr::V4(Ipv4Addr::new(198, 18, 3, 254))),
+        "ch sees only the NAT address"
+    );
+    let m = mh.handle().stats();
+    assert!(
+        m.flows
+            .iter()
+            .any(|f| f.key.src_port == 5003 && f.key.dst_port == 7),
+        "flow in the MH PAFT"
+    );
+    let a = an.handle().stats();
+    assert!(
+        a.flows
+            .iter()
+            .any(|f| f.key.src_port == 5003 && f.tunnel == Some(1)),
+        "anchor learned the flow on tunnel 1"
+    );
+
+    // --- ICMP: plain, full MTU with DF, and fragmented ---
+    for args in [
+        "-c 2 -i 0.2",
+        "-c 2 -i 0.2 -s 1444 -M do",
+        "-c 2 -i 0.2 -s 3000",
+    ] {
+        assert!(
+            sh_ok(&format!(
+                "ip netns exec {} ping -q -W 2 {args} {CH}",
+                bed.mh
+            )),
+            "ping {args}"
+        );
+    }
+    // The full-MTU probe one byte too big is refused locally (TUN MTU 1472).
+    assert!(!sh_ok(&format!(
+        "ip netns exec {} ping -q -c 1 -W 1 -s 1445 -M do {CH}",
+        bed.mh
+    )));
+
+    // --- TCP, 2 MB echoed byte-exact ---
+    let ok = in_ns(&bed.mh, || {
+        let mut c =
+            TcpStream::connect_timeout(&SocketAddr::from((CH, 9)), Duration::from_secs(3)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = c.try_clone().unwrap();
+        let d2 = data.clone();
+        let writer = std::thread::spawn(move || w.write_all(&d2).unwrap());
+        let mut got = vec![0u8; data.len()];
+        c.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        got == data
+    });
+    assert!(ok, "TCP 2 MB echo byte-exact");
+
+    // --- handover: a flow moved to tunnel 2 changes path on its next packet, both ways ---
+    assert!(udp_echo(&bed.mh, 6000, b"before".to_vec()));
+    let (m1_before, m2_before) = {
+        let s = mh.handle().stats();
+        (tunnel_counts(&s, 1), tunnel_counts(&s, 2))
+    };
+    let key = FlowKey {
+        proto: wire::IpProtocol::Udp,
+        src: IpAddr::V4(VIPA),
+        dst: IpAddr::V4(CH),
+        src_port: 6000,
+        dst_port: 7,
+    };
+    mh.handle()
+        .send(Command::SetFlow {
+            key,
+            tunnel: Some(2),
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        udp_echo(&bed.mh, 6000, b"after".to_vec()),
+        "echo after handover"
+    );
+    let s = mh.handle().stats();
+    let (m1_after, m2_after) = (tunnel_counts(&s, 1), tunnel_counts(&s, 2));
+    assert_eq!(
+        m1_after.0 .0, m1_before.0 .0,
+        "nothing more sent on tunnel 1"
+    );
+    assert!(m2_after.0 .0 > m2_before.0 .0, "sent on tunnel 2");
+    assert!(
+        m2_after.1 .0 > m2_before.1 .0,
+        "reply came back on tunnel 2 (anchor learned it)"
+    );
+    let a = an.handle().stats();
+    assert!(
+        a.flows.iter().any(|f| f.key == key && f.tunnel == Some(2)),
+        "anchor PAFT moved the flow to tunnel 2"
+    );
+
+    // --- keepalive from the MH: answered by the anchor's data plane, reply to MH control ---
+    let body: Vec<u8> = (0..16u8).collect();
+    mh.handle()
+        .send(Command::SendControl {
+            tunnel: 1,
+            frame: control_frame(ControlKind::KeepaliveRequest, &body).unwrap(),
+        })
+        .unwrap();
+    let ev = wait_event(&mh, "keepalive reply", |e| {
+        matches!(
+            e,
+            Event::ControlFrame {
+                kind: ControlKind::KeepaliveReply,
+                ..
+            }
+        )
+    });
+    let Event::ControlFrame {
+        tunnel, body: got, ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!((tunnel, got), (Some(1), body.clone()));
+
+    // --- malformed, reserved, spoofed, signalling: from a second "host" socket ---
+    let before = an.handle().stats();
+    an.handle()
+        .send(Command::AddPeerTunnel {
+            id: 99,
+            remote: "192.168.100.25:40099".parse().unwrap(),
+        })
+        .unwrap();
+    an.handle()
+        .send(Command::BindHost {
+            host: 2,
+            vipa: "100.64.0.9".parse().unwrap(),
+            tunnels: vec![99],
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let ka_reply = in_ns(&bed.mh, move || {
+        let s = UdpSocket::bind("192.168.100.25:40099").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let to: SocketAddr = AN_TUNNEL.parse().unwrap();
+        // Spoofed: host 2 claims host 1's VIPA.
+        s.send_to(&raw_udp(VIPA, CH, 1, 7, b"spoof"), to).unwrap();
+        // Malformed: bad first byte, truncated IPv4, truncated control frame.
+        s.send_to(&[0x17, 0, 0, 0], to).unwrap();
+        s.send_to(&[0x45, 0, 0], to).unwrap();
+        s.send_to(&[0, 3, 0, 50, b'x'], to).unwrap();
+        // Reserved control kind.
+        s.send_to(&[0, 9, 0, 0], to).unwrap();
+        // Signalling goes to the control thread.
+        s.send_to(
+            &control_frame(ControlKind::Signalling, b"MESSAGE sip:an SIP/2.0\r\n\r\n").unwrap(),
+            to,
+        )
+        .unwrap();
+        // A keepalive is answered in place.
+        s.send_to(
+            &control_frame(ControlKind::KeepaliveRequest, &[9u8; 16]).unwrap(),
+            to,
+        )
+        .unwrap();
+        let mut b = [0u8; 100];
+        let (n, _) = s.recv_from(&mut b).unwrap();
+        b[..n].to_vec()
+    });
+    assert_eq!(
+        ka_reply,
+        control_frame(ControlKind::KeepaliveReply, &[9u8; 16]).unwrap()
+    );
+    let ev = wait_event(&an, "signalling frame", |e| {
+        matches!(
+            e,
+            Event::ControlFrame {
+                kind: ControlKind::Signalling,
+                ..
+            }
+        )
+    });
+    assert!(matches!(
+        ev,
+        Event::ControlFrame {
+            tunnel: Some(99),
+            ..
+        }
+    ));
+    std::thread::sleep(Duration::from_millis(100));
+    let after = an.handle().stats();
+    let d = |r| after.drops(r) - before.drops(r);
+    assert_eq!(d(DropReason::SpoofedSource), 1, "spoofed counted");
+    assert_eq!(d(DropReason::Malformed), 3, "malformed counted");
+    assert_eq!(
+        d(DropReason::ControlRejected),
+        1,
+        "reserved control kind counted"
+    );
+
+    // --- no busy polling: an idle engine makes (almost) no syscalls ---
+    let s0: u64 = mh.handle().stats().shards.iter().map(|s| s.syscalls).sum();
+    std::thread::sleep(Duration::from_millis(300));
+    let s1: u64 = mh.handle().stats().shards.iter().map(|s| s.syscalls).sum();
+    assert!(
+        s1 - s0 < 10,
+        "idle shards must sleep ({} syscalls in 300 ms)",
+        s1 - s0
+    );
+
+    // --- clean shutdown, then the same TUN can be opened again at once ---
+    mh.shutdown().unwrap();
+    let mh2 = engine_in(&bed.mh, mcfg);
+    mh2.shutdown().unwrap();
+    an.shutdown().unwrap();
+}
+
+#[test]
+fn engine_end_to_end_io_uring() {
+    suite(Backend::Uring);
+}
+
+#[test]
+fn engine_end_to_end_fallback() {
+    suite(Backend::Poll);
+}

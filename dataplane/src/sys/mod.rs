@@ -5,6 +5,7 @@
 //! Descriptors are `OwnedFd`; every syscall error is surfaced as `io::Error`.
 
 pub(crate) mod addr;
+pub mod netns;
 pub(crate) mod poll;
 pub mod tun;
 pub mod udp;

@@ -33,8 +33,8 @@ impl Epoll {
 
     /// Stops watching `fd`.
     pub(crate) fn remove(&self, fd: RawFd) -> io::Result<()> {
-        // SAFETY: EPOLL_CTL_DEL ignores the event pointer on modern kernels; we pass a valid one.
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer on modern kernels; we pass a valid one.
         cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) })?;
         Ok(())
     }

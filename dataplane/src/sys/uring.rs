@@ -151,7 +151,7 @@ impl BufRing {
     /// # Safety
     /// The caller must own `bid`: a completion returned it and it has been neither provided
     /// again nor handed to another in-flight request, and no other view of it is alive.
-    pub(crate) unsafe fn buf_mut(&self, bid: u16) -> &mut [u8] {
+    pub(crate) unsafe fn buf_mut(&mut self, bid: u16) -> &mut [u8] {
         // SAFETY: the pointer covers `buf_size` bytes inside the mapping; exclusivity is the
         // caller's contract above.
         unsafe { std::slice::from_raw_parts_mut(self.buf_ptr(bid), self.buf_size) }
@@ -508,9 +508,9 @@ impl UringIo {
 
     /// Arms the multishot TUN read.
     pub(crate) fn arm_tun_read(&mut self, fd: RawFd) -> io::Result<()> {
-        let len = self.tun_bufs.buf_size() as u32;
+        // len 0: the kernel requires it for READ_MULTISHOT (each completion uses one buffer).
         self.ring
-            .read_multi(fd, len, self.tun_bufs.bgid(), ud(OP_TUN_READ, 0))
+            .read_multi(fd, 0, self.tun_bufs.bgid(), ud(OP_TUN_READ, 0))
     }
 
     /// Arms a multishot recvmsg on socket `fd`, identified by `token` in completions.
@@ -686,8 +686,9 @@ impl UringIo {
         let base = bufs.buf_ptr(bid);
         let namelen = write_sockaddr(to, &mut meta.addr);
         // SAFETY: range was checked to lie within the buffer.
+        let start = unsafe { base.add(range.start) };
         meta.iov = libc::iovec {
-            iov_base: unsafe { base.add(range.start) }.cast(),
+            iov_base: start.cast(),
             iov_len: range.end - range.start,
         };
         // SAFETY: all-zero msghdr is valid; the fields set below point into `meta`.
