@@ -217,6 +217,12 @@ pub(crate) struct Mapping {
     tcp: AtomicU8,
     /// Timer-queue bucket this mapping is filed under (only touched under the slow lock).
     pub(crate) sched: AtomicU64,
+    /// The remote endpoint (as the filtering mode sees it) of the packet that created the
+    /// mapping: its permission lives here, so the common one-peer mapping needs no entry in
+    /// the permission table and inbound filtering costs no second lookup.
+    pub(crate) first_remote: Remote,
+    /// Last outbound packet to `first_remote` (ms).
+    pub(crate) first_seen: AtomicU64,
     /// Remote endpoints with a filtering permission, for cleanup (slow path only).
     pub(crate) perms: Mutex<Vec<Remote>>,
 }
@@ -228,6 +234,7 @@ impl Mapping {
         (public, pport): (Ipv4Addr, u16),
         now_ms: u64,
         tcp: TcpState,
+        first_remote: Remote,
     ) -> Mapping {
         Mapping {
             proto,
@@ -238,6 +245,8 @@ impl Mapping {
             last_seen: AtomicU64::new(now_ms),
             tcp: AtomicU8::new(tcp as u8),
             sched: AtomicU64::new(0),
+            first_remote,
+            first_seen: AtomicU64::new(now_ms),
             perms: Mutex::new(Vec::new()),
         }
     }
@@ -421,6 +430,7 @@ mod tests {
             (Ipv4Addr::new(198, 18, 2, 100), 1),
             0,
             TcpState::SynOut,
+            Remote(0),
         );
         assert!(m.touch(5000));
         assert_eq!(m.last_seen(), 5000);

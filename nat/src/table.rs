@@ -235,6 +235,7 @@ impl Nat {
         proto: Proto,
         (vipa, vport): (Ipv4Addr, u16),
         init: TcpState,
+        remote: Remote,
         guard: &'g impl Guard,
     ) -> Result<&'g Arc<Mapping>, DropReason> {
         let key = Key::new(proto, vipa, vport);
@@ -243,7 +244,7 @@ impl Nat {
                 return Ok(m);
             }
         }
-        self.create(now_ms, key, proto, (vipa, vport), init, guard)
+        self.create(now_ms, key, proto, (vipa, vport), (init, remote), guard)
     }
 
     #[cold]
@@ -253,7 +254,7 @@ impl Nat {
         key: Key,
         proto: Proto,
         (vipa, vport): (Ipv4Addr, u16),
-        init: TcpState,
+        (init, remote): (TcpState, Remote),
         guard: &'g impl Guard,
     ) -> Result<&'g Arc<Mapping>, DropReason> {
         let mut slow = self.lock_slow();
@@ -281,6 +282,7 @@ impl Nat {
             (public, pport),
             now_ms,
             init,
+            remote,
         ));
         self.inb.insert(m.in_key(), m.clone(), guard);
         self.out.insert(key, m.clone(), guard);
@@ -502,12 +504,13 @@ impl Nat {
         if self.cfg.filtering == Filtering::EndpointIndependent {
             return;
         }
+        if remote == m.first_remote {
+            refresh_stamp(&m.first_seen, now_ms);
+            return;
+        }
         let pk = PermKey::new(m.in_key(), remote);
         if let Some(t) = self.perms.get(&pk, guard) {
-            let old = t.load(Ordering::Relaxed);
-            if now_ms > old.saturating_add(crate::mapping::REFRESH_GRAIN_MS) {
-                t.fetch_max(now_ms, Ordering::Relaxed);
-            }
+            refresh_stamp(t, now_ms);
             return;
         }
         self.add_permission(m, pk, remote, now_ms, guard);
@@ -562,6 +565,10 @@ impl Nat {
     ) -> bool {
         if self.cfg.filtering == Filtering::EndpointIndependent {
             return true;
+        }
+        let timeout = m.timeout_ms(&self.cfg.timeouts);
+        if remote == m.first_remote {
+            return now_ms <= m.first_seen.load(Ordering::Relaxed).saturating_add(timeout);
         }
         match self.perms.get(&PermKey::new(m.in_key(), remote), guard) {
             Some(t) => {
@@ -628,6 +635,17 @@ impl Nat {
                 self.frag_count.fetch_sub(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Moves a timestamp forward, at most once per refresh grain (one shared write a second).
+#[inline]
+fn refresh_stamp(t: &AtomicU64, now_ms: u64) {
+    if now_ms
+        > t.load(Ordering::Relaxed)
+            .saturating_add(crate::mapping::REFRESH_GRAIN_MS)
+    {
+        t.fetch_max(now_ms, Ordering::Relaxed);
     }
 }
 

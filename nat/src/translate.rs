@@ -246,22 +246,19 @@ impl Nat {
             L4::Flow(p) => p,
             L4::IcmpError => return self.outbound_icmp_error(&ip, b, &guard),
         };
+        let remote = self.filter_remote(p.proto, ip.dst, p.dport);
         let m = self.outbound_mapping(
             now_ms,
             p.proto,
             (vipa, p.sport),
             TcpState::initial(p.tcp),
+            remote,
             &guard,
         )?;
         if p.proto == Proto::Tcp {
             self.on_tcp(m, Dir::Out, p.tcp);
         }
-        self.permit(
-            m,
-            self.filter_remote(p.proto, ip.dst, p.dport),
-            now_ms,
-            &guard,
-        );
+        self.permit(m, remote, now_ms, &guard);
         let (src, sport) = (m.public, m.pport);
         let (mut dst, mut dport) = (ip.dst, p.dport);
         let mut verdict = Verdict::ToInternet;
