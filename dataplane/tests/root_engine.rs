@@ -103,8 +103,17 @@ impl Drop for Bed {
     }
 }
 
+/// How the anchor NATs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum NatMode {
+    /// nftables masquerade on ac0 (public address 198.18.3.254).
+    Kernel,
+    /// The `nat` crate inside the engine (public address 198.18.2.100, routed to the TUN).
+    Napt,
+}
+
 impl Bed {
-    fn new() -> Bed {
+    fn new(nat: NatMode) -> Bed {
         let p = format!(
             "u{}-{}-",
             std::process::id(),
@@ -142,9 +151,11 @@ impl Bed {
              ip -n {an} addr add 198.18.3.254/24 dev ac0 && ip -n {an} link set ac0 up && \
              ip netns exec {an} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"
         ));
-        sh(&format!(
+        if nat == NatMode::Kernel {
+            sh(&format!(
             "ip netns exec {an} nft -f - <<'EOF'\ntable ip upmt_test {{\n chain post {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"ac0\" ip saddr 100.64.0.0/16 masquerade\n }}\n}}\nEOF"
-        ));
+            ));
+        }
         sh(&format!(
             "ip -n {ch} addr add 198.18.3.1/24 dev c0 && ip -n {ch} link set c0 up && ip -n {ch} route add default via 198.18.3.254"
         ));
@@ -256,9 +267,9 @@ fn raw_udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8])
     p
 }
 
-fn suite(backend: Backend) {
+fn suite(backend: Backend, nat: NatMode) {
     require_prereqs();
-    let bed = Bed::new();
+    let bed = Bed::new(nat);
     let peers = bed.start_echo();
 
     // --- engines ---
@@ -266,6 +277,15 @@ fn suite(backend: Backend) {
     acfg.shards = 2;
     acfg.backend = backend;
     acfg.listen = Some(AN_TUNNEL.parse().unwrap());
+    let public = if nat == NatMode::Napt {
+        Ipv4Addr::new(198, 18, 2, 100)
+    } else {
+        Ipv4Addr::new(198, 18, 3, 254)
+    };
+    if nat == NatMode::Napt {
+        let n = nat::Nat::new(nat::NatConfig::new(vec![public])).unwrap();
+        acfg.nat = Arc::new(dataplane::Napt(Arc::new(n)));
+    }
     let an = engine_in(&bed.an, acfg.clone());
     assert_eq!(
         an.backend(),
@@ -279,10 +299,18 @@ fn suite(backend: Backend) {
         "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} route add 100.64.0.0/16 dev upmt0",
         bed.an
     ));
+    if nat == NatMode::Napt {
+        sh(&format!(
+            "ip -n {0} route add {public}/32 dev upmt0",
+            bed.an
+        ));
+    }
 
     let mut mcfg = EngineConfig::new(Mode::Mobile, "upmt0");
     mcfg.shards = 2;
     mcfg.backend = backend;
+    // First packets of a new flow wait (bounded) for the control side's placement.
+    mcfg.new_flow_wait = Some(Duration::from_millis(150));
     let mh = engine_in(&bed.mh, mcfg.clone());
     sh(&format!(
         "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} addr add 100.64.0.2/32 dev upmt0 && \
@@ -351,8 +379,8 @@ fn suite(backend: Backend) {
             .lock()
             .unwrap()
             .iter()
-            .all(|p| p.ip() == IpAddr::V4(Ipv4Addr::new(198, 18, 3, 254))),
-        "ch sees only the NAT address"
+            .all(|p| p.ip() == IpAddr::V4(public)),
+        "ch sees only the NAT address {public}"
     );
     let m = mh.handle().stats();
     assert!(
@@ -444,6 +472,39 @@ fn suite(backend: Backend) {
     assert!(
         a.flows.iter().any(|f| f.key == key && f.tunnel == Some(2)),
         "anchor PAFT moved the flow to tunnel 2"
+    );
+
+    // --- placement from the first packet: the control side answers NewFlow with SetFlow ---
+    let (m1_before, m2_before) = {
+        let s = mh.handle().stats();
+        (tunnel_counts(&s, 1), tunnel_counts(&s, 2))
+    };
+    let ns = bed.mh.clone();
+    let client = std::thread::spawn(move || udp_echo(&ns, 7000, b"first".to_vec()));
+    let ev = wait_event(
+        &mh,
+        "NewFlow 7000",
+        |e| matches!(e, Event::NewFlow { key, .. } if key.src_port == 7000),
+    );
+    let Event::NewFlow { key, .. } = ev else {
+        unreachable!()
+    };
+    mh.handle()
+        .send(Command::SetFlow {
+            key,
+            tunnel: Some(2),
+        })
+        .unwrap();
+    assert!(client.join().unwrap(), "echo of a held flow");
+    let s = mh.handle().stats();
+    assert_eq!(
+        tunnel_counts(&s, 1).0 .0,
+        m1_before.0 .0,
+        "the first packet did not take the default tunnel"
+    );
+    assert!(
+        tunnel_counts(&s, 2).0 .0 > m2_before.0 .0,
+        "the first packet took tunnel 2"
     );
 
     // --- keepalive from the MH: answered by the anchor's data plane, reply to MH control ---
@@ -565,10 +626,15 @@ fn suite(backend: Backend) {
 
 #[test]
 fn engine_end_to_end_io_uring() {
-    suite(Backend::Uring);
+    suite(Backend::Uring, NatMode::Kernel);
 }
 
 #[test]
 fn engine_end_to_end_fallback() {
-    suite(Backend::Poll);
+    suite(Backend::Poll, NatMode::Kernel);
+}
+
+#[test]
+fn engine_end_to_end_io_uring_napt() {
+    suite(Backend::Uring, NatMode::Napt);
 }
