@@ -90,11 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}: valid", config.display());
                 return Ok(());
             }
-            anyhow::bail!(
-                "the anchor daemon is not wired yet (issue 6); {} is valid ({} VIPA pool)",
-                config.display(),
-                cfg.vipa.pool
-            )
+            init_logs();
+            upmt::anchor::run(cfg, stop_flag()?)
         }
         Cmd::Mobile { config, check } => {
             let cfg = config::MobileConfig::load(&config)?;
@@ -102,11 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}: valid", config.display());
                 return Ok(());
             }
-            anyhow::bail!(
-                "the mobile daemon is not wired yet (issue 6); {} is valid (user {})",
-                config.display(),
-                cfg.identity.user
-            )
+            init_logs();
+            upmt::mobile::run(cfg, stop_flag()?)
         }
         Cmd::Status { json, socket } => {
             let path = socket.unwrap_or_else(default_socket);
@@ -131,6 +125,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_response(r, true)
         }
     }
+}
+
+/// Logs to stderr; quiet by default (`RUST_LOG=debug` to dig).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A flag raised by SIGINT or SIGTERM: the daemons then leave the host as they found it.
+fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
 }
 
 fn default_socket() -> PathBuf {

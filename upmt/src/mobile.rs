@@ -1,0 +1,842 @@
+//! `upmt mobile`: the Mobile Host (the paper's MMC). Association, one tunnel per usable
+//! access interface, keepalives that hold the local NATs open and measure each path, and the
+//! handover executor.
+//!
+//! One control thread waits on the interface monitor, the data plane's events, SIP
+//! datagrams and control-socket requests, with a timeout at the earliest timer (the
+//! signalling client's and every tunnel's probe), so an idle host sleeps between keepalives.
+//!
+//! Tunnel life: an interface becomes usable (up, carrier, IPv4 address) -> the data plane
+//! opens a socket bound to it (`AddTunnel`) -> once associated, a tunnel-setup MESSAGE goes
+//! inside that tunnel -> `TunnelReady` carries the anchor's tunnel id and our mapped address
+//! -> the tunnel is `up` and may carry flows. An interface that stops being usable, or a
+//! tunnel whose keepalives stop coming back, has its flows moved to the best remaining
+//! tunnel at once (break-before-make), and the anchor is told inside the new tunnel.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use crossbeam_channel::{select, Sender};
+use dataplane::{Command, ControlKind, Engine, EngineConfig, Event as DpEvent, FlowKey, Mode};
+use mobility::ifaces::{IfaceChange, Interfaces};
+use mobility::{PathState, Probe, ProbeConfig, ProbeEvent};
+use rand::SeedableRng as _;
+use signaling_proto::body::{FlowMatch, FlowMove, Proto, TunnelTarget};
+use signaling_proto::client::{Client, ClientConfig, Event as ClientEvent};
+use signaling_proto::path::{Path as SigPath, Transmit};
+
+use crate::config::MobileConfig;
+use crate::control::{self, FlowSelector, Incoming, Request, Response};
+use crate::netcfg;
+use crate::status::{MobileFlow, MobileStatus, MobileTunnel};
+
+/// Most flows listed one by one in a handover request; beyond it one wildcard entry moves
+/// every flow of the host.
+const MAX_LISTED_FLOWS: usize = 64;
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum TunnelPhase {
+    /// The data plane is opening the socket.
+    Opening,
+    /// Tunnel setup sent to the anchor.
+    Setup,
+    /// The anchor answered: usable while the probe says so.
+    Ready,
+}
+
+#[derive(Debug)]
+struct Tunnel {
+    /// Data-plane tunnel id and signalling link (the same number).
+    link: u32,
+    iface: String,
+    cost: u32,
+    phase: TunnelPhase,
+    local: Option<SocketAddr>,
+    mapped: Option<SocketAddr>,
+    anchor_id: Option<u32>,
+    probe: Probe,
+}
+
+impl Tunnel {
+    fn usable(&self) -> bool {
+        self.phase == TunnelPhase::Ready && self.probe.state().usable()
+    }
+}
+
+/// A SIP socket bound to one access interface.
+struct SipSocket {
+    iface: String,
+    sock: UdpSocket,
+}
+
+struct Mobile {
+    cfg: MobileConfig,
+    tun: String,
+    anchor_tunnel: SocketAddr,
+    epoch: Instant,
+    client: Client,
+    engine: Engine,
+    tunnels: BTreeMap<u32, Tunnel>,
+    next_link: u32,
+    sip: Vec<SipSocket>,
+    sip_tx: Sender<(SocketAddr, Vec<u8>)>,
+    vipa: Option<Ipv4Addr>,
+    /// The tunnel new flows follow.
+    default: Option<u32>,
+    /// Flows pinned by a manual handover to an interface (kept there while it is usable).
+    pinned_all: Option<String>,
+    ifaces: Interfaces,
+    probe_cfg: ProbeConfig,
+}
+
+/// Runs the mobile host until SIGINT/SIGTERM, then de-registers and leaves the host as it
+/// found it (the TUN, and the routes on it, go with the process).
+pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
+    let now = Instant::now();
+    let password = cfg.password()?;
+    let tun = cfg
+        .dataplane
+        .tun
+        .clone()
+        .unwrap_or_else(|| "upmt0".to_owned());
+    let anchor_sip = SocketAddr::V4(cfg.anchor.sip);
+    let anchor_tunnel = SocketAddr::V4(cfg.anchor.tunnel);
+    let domain = cfg
+        .identity
+        .domain
+        .clone()
+        .unwrap_or_else(|| cfg.anchor.sip.ip().to_string());
+    let mut ccfg = ClientConfig::new(&cfg.identity.user, &password, &domain, anchor_sip);
+    ccfg.expires = cfg.anchor.expires_s;
+    let client = Client::new(ccfg, Box::new(rand::rngs::StdRng::from_entropy()));
+
+    let mut ecfg = EngineConfig::new(Mode::Mobile, &tun);
+    ecfg.shards = cfg.dataplane.shards;
+    ecfg.pin_cores = cfg.dataplane.pin;
+    ecfg.backend = if cfg.dataplane.io_uring {
+        dataplane::Backend::Auto
+    } else {
+        dataplane::Backend::Poll
+    };
+    let engine = Engine::start(ecfg).context("starting the data plane")?;
+
+    let (net_tx, net_rx) = crossbeam_channel::unbounded();
+    let _netmon = crate::netmon::spawn(net_tx).context("interface monitor")?;
+    let (sip_tx, sip_rx) = crossbeam_channel::bounded(256);
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
+    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
+        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
+
+    let watched = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+    let probe_cfg = ProbeConfig {
+        idle_interval: Duration::from_millis(cfg.keepalive.idle_interval_ms),
+        fast_interval: Duration::from_millis(cfg.keepalive.fast_interval_ms),
+        lost_before_down: cfg.keepalive.lost_before_down,
+        ..ProbeConfig::default()
+    };
+    let mut m = Mobile {
+        ifaces: Interfaces::new(watched, vec![tun.clone()]),
+        cfg,
+        tun,
+        anchor_tunnel,
+        epoch: now,
+        client,
+        engine,
+        tunnels: BTreeMap::new(),
+        next_link: 1,
+        sip: Vec::new(),
+        sip_tx,
+        vipa: None,
+        default: None,
+        pinned_all: None,
+        probe_cfg,
+    };
+    tracing::info!(anchor = %anchor_sip, tun = %m.tun, "mobile host starting");
+    let events = m.engine.handle().events.clone();
+    let mut associating = false;
+
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = m
+            .next_timeout()
+            .unwrap_or(now + Duration::from_secs(1))
+            .min(now + Duration::from_millis(250))
+            .saturating_duration_since(now);
+        select! {
+            recv(net_rx) -> e => if let Ok(e) = e {
+                for change in m.ifaces.handle(&e) {
+                    m.on_iface(Instant::now(), change);
+                }
+            },
+            recv(events) -> e => if let Ok(e) = e { m.on_dataplane(e) },
+            recv(sip_rx) -> d => if let Ok((from, bytes)) = d {
+                m.client.handle_datagram(Instant::now(), SigPath::Udp(from), &bytes);
+            },
+            recv(ctl_rx) -> r => if let Ok(inc) = r {
+                let resp = m.answer(Instant::now(), &inc.request);
+                let _ = inc.reply.send(resp);
+            },
+            default(wait) => {}
+        }
+        let now = Instant::now();
+        // Associate as soon as a SIP socket exists.
+        if !associating && !m.sip.is_empty() {
+            m.client.associate(now);
+            associating = true;
+        }
+        m.drive(now);
+    }
+
+    tracing::info!("mobile host stopping: de-registering");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    m.client.deregister(Instant::now());
+    m.flush(Instant::now());
+    while Instant::now() < deadline {
+        match sip_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((from, bytes)) => {
+                m.client
+                    .handle_datagram(Instant::now(), SigPath::Udp(from), &bytes);
+            }
+            Err(_) => m.client.handle_timeout(Instant::now()),
+        }
+        m.flush(Instant::now());
+        let mut done = false;
+        while let Some(e) = m.client.poll_event() {
+            done |= matches!(e, ClientEvent::Deregistered);
+        }
+        if done {
+            break;
+        }
+    }
+    let engine = m.engine;
+    let _ = engine.shutdown();
+    Ok(())
+}
+
+impl Mobile {
+    fn next_timeout(&self) -> Option<Instant> {
+        let probes = self.tunnels.values().filter_map(|t| {
+            (t.phase == TunnelPhase::Ready)
+                .then(|| t.probe.poll_timeout())
+                .flatten()
+        });
+        probes.chain(self.client.poll_timeout()).min()
+    }
+
+    /// Timers, then everything the state machines want sent or said.
+    fn drive(&mut self, now: Instant) {
+        self.client.handle_timeout(now);
+        for t in self.tunnels.values_mut() {
+            if t.phase == TunnelPhase::Ready {
+                t.probe.handle_timeout(now);
+            }
+        }
+        self.flush(now);
+        while let Some(e) = self.client.poll_event() {
+            self.on_client(now, e);
+        }
+        let mut changed = Vec::new();
+        for t in self.tunnels.values_mut() {
+            while let Some(ProbeEvent::State { from, to }) = t.probe.poll_event() {
+                tracing::info!(iface = %t.iface, ?from, ?to, "path state");
+                changed.push(t.link);
+            }
+        }
+        if !changed.is_empty() {
+            self.reroute(now);
+        }
+        self.flush(now);
+    }
+
+    /// Sends what the client and the probes have queued.
+    fn flush(&mut self, now: Instant) {
+        while let Some(t) = self.client.poll_transmit(now) {
+            self.send_signalling(t);
+        }
+        let epoch = self.epoch;
+        let mut frames = Vec::new();
+        for t in self.tunnels.values_mut() {
+            if t.phase != TunnelPhase::Ready {
+                continue;
+            }
+            while let Some(k) = t.probe.poll_transmit(now) {
+                let ka = wire::tunnel::Keepalive {
+                    tunnel_id: t.anchor_id.unwrap_or(0),
+                    seq: k.seq,
+                    timestamp_us: k.sent.saturating_duration_since(epoch).as_micros() as u64,
+                };
+                if let Some(f) =
+                    dataplane::control_frame(ControlKind::KeepaliveRequest, &ka.to_bytes())
+                {
+                    frames.push((t.link, f));
+                }
+            }
+        }
+        for (tunnel, frame) in frames {
+            let _ = self
+                .engine
+                .handle()
+                .send(Command::SendControl { tunnel, frame });
+        }
+    }
+
+    fn send_signalling(&mut self, t: Transmit) {
+        match t.path {
+            SigPath::Udp(to) => {
+                // The preferred interface's SIP socket (lowest cost first).
+                let best = self.sip.iter().min_by_key(|s| self.cost_of(&s.iface));
+                if let Some(s) = best {
+                    if let Err(e) = s.sock.send_to(&t.payload, to) {
+                        tracing::debug!(iface = %s.iface, "SIP send: {e}");
+                    }
+                }
+            }
+            SigPath::Tunnel { link, .. } => {
+                let Some(frame) = signaling_proto::framing::encode_signalling(&t.payload) else {
+                    return;
+                };
+                let _ = self.engine.handle().send(Command::SendControl {
+                    tunnel: link,
+                    frame,
+                });
+            }
+        }
+    }
+
+    fn cost_of(&self, iface: &str) -> (u32, usize) {
+        self.cfg
+            .interfaces
+            .iter()
+            .position(|i| i.name == iface)
+            .map_or((u32::MAX, usize::MAX), |p| {
+                (self.cfg.interfaces.get(p).map_or(0, |i| i.cost), p)
+            })
+    }
+
+    fn on_iface(&mut self, now: Instant, change: IfaceChange) {
+        match change {
+            IfaceChange::Usable { name, addr } => {
+                tracing::info!(iface = %name, %addr, "interface usable");
+                self.open_sip(&name);
+                let link = self.next_link;
+                self.next_link = self.next_link.wrapping_add(1).max(1);
+                let (cost, _) = self.cost_of(&name);
+                self.tunnels.insert(
+                    link,
+                    Tunnel {
+                        link,
+                        iface: name.clone(),
+                        cost,
+                        phase: TunnelPhase::Opening,
+                        local: None,
+                        mapped: None,
+                        anchor_id: None,
+                        probe: Probe::new(self.probe_cfg, now),
+                    },
+                );
+                let _ = self.engine.handle().send(Command::AddTunnel {
+                    id: link,
+                    local: SocketAddr::V4(SocketAddrV4::new(addr, 0)),
+                    device: Some(name),
+                    remote: self.anchor_tunnel,
+                });
+            }
+            IfaceChange::Unusable { name } => {
+                tracing::info!(iface = %name, "interface unusable");
+                self.sip.retain(|s| s.iface != name);
+                let gone: Vec<u32> = self
+                    .tunnels
+                    .values()
+                    .filter(|t| t.iface == name)
+                    .map(|t| t.link)
+                    .collect();
+                for link in &gone {
+                    self.tunnels.remove(link);
+                }
+                // Move flows first (the socket is useless now), then close it.
+                self.reroute(now);
+                for id in gone {
+                    let _ = self.engine.handle().send(Command::RemoveTunnel { id });
+                }
+            }
+        }
+    }
+
+    fn open_sip(&mut self, iface: &str) {
+        if self.sip.iter().any(|s| s.iface == iface) {
+            return;
+        }
+        match bound_udp(iface) {
+            Ok(sock) => {
+                let (reader, tx) = match sock.try_clone() {
+                    Ok(r) => (r, self.sip_tx.clone()),
+                    Err(e) => {
+                        tracing::warn!(%iface, "SIP socket: {e}");
+                        return;
+                    }
+                };
+                let _ = std::thread::Builder::new()
+                    .name("upmt-sip-rx".into())
+                    .spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        // Ends when the socket errors out (interface gone) or the daemon exits.
+                        while let Ok((n, from)) = reader.recv_from(&mut buf) {
+                            let data = buf.get(..n).unwrap_or(&[]).to_vec();
+                            if tx.send((from, data)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                self.sip.push(SipSocket {
+                    iface: iface.to_owned(),
+                    sock,
+                });
+            }
+            Err(e) => tracing::warn!(%iface, "SIP socket: {e:#}"),
+        }
+    }
+
+    fn on_dataplane(&mut self, e: DpEvent) {
+        let now = Instant::now();
+        match e {
+            DpEvent::TunnelAdded { id, local } => {
+                if let Some(t) = self.tunnels.get_mut(&id) {
+                    t.local = Some(local);
+                    t.phase = TunnelPhase::Setup;
+                    if self.client.is_associated() {
+                        let _ = self.client.setup_tunnel(now, id, self.anchor_tunnel);
+                    }
+                }
+            }
+            DpEvent::ControlFrame {
+                tunnel: Some(link),
+                kind,
+                body,
+                received,
+                ..
+            } => match kind {
+                ControlKind::Signalling => {
+                    self.client.handle_datagram(
+                        received,
+                        SigPath::Tunnel {
+                            link,
+                            remote: self.anchor_tunnel,
+                        },
+                        &body,
+                    );
+                }
+                ControlKind::KeepaliveReply => {
+                    if let (Ok(k), Some(t)) = (
+                        wire::tunnel::Keepalive::parse(&body),
+                        self.tunnels.get_mut(&link),
+                    ) {
+                        let sent = self.epoch + Duration::from_micros(k.timestamp_us);
+                        t.probe.handle_reply(received, k.seq, sent);
+                    }
+                }
+                ControlKind::KeepaliveRequest => {}
+            },
+            DpEvent::CommandFailed { command, error } => {
+                tracing::warn!("data plane refused {command}: {error}");
+            }
+            DpEvent::ShardFailed { shard, error } => {
+                tracing::error!("data plane shard {shard} stopped: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_client(&mut self, now: Instant, e: ClientEvent) {
+        match e {
+            ClientEvent::Associated { vipa, expires } => {
+                tracing::info!(%vipa, ?expires, "associated");
+                if self.vipa != Some(vipa) {
+                    let mtu = self.cfg.dataplane.path_mtu.saturating_sub(28);
+                    if let Err(e) = netcfg::mobile_tun_up(&self.tun, vipa, mtu) {
+                        tracing::error!("configuring {}: {e:#}", self.tun);
+                    }
+                    self.vipa = Some(vipa);
+                }
+                // A new association (first, or after the anchor lost us): set up every
+                // tunnel again.
+                let links: Vec<u32> = self
+                    .tunnels
+                    .values()
+                    .filter(|t| t.phase != TunnelPhase::Opening)
+                    .map(|t| t.link)
+                    .collect();
+                for link in links {
+                    if let Some(t) = self.tunnels.get_mut(&link) {
+                        t.phase = TunnelPhase::Setup;
+                    }
+                    let _ = self.client.setup_tunnel(now, link, self.anchor_tunnel);
+                }
+            }
+            ClientEvent::Refreshed { .. } => {}
+            ClientEvent::AssociationLost => {
+                tracing::warn!("anchor not answering: re-associating");
+            }
+            ClientEvent::AuthFailed { status } => {
+                tracing::error!(status, "the anchor refused our credentials");
+            }
+            ClientEvent::Rejected {
+                status,
+                retry_after,
+            } => tracing::warn!(status, ?retry_after, "association refused"),
+            ClientEvent::Deregistered => {}
+            ClientEvent::TunnelReady {
+                link,
+                tunnel_id,
+                mapped,
+            } => {
+                if let Some(t) = self.tunnels.get_mut(&link) {
+                    tracing::info!(iface = %t.iface, tunnel_id, %mapped, "tunnel ready");
+                    t.phase = TunnelPhase::Ready;
+                    t.anchor_id = Some(tunnel_id);
+                    t.mapped = Some(mapped);
+                    t.probe.probe_now(now);
+                }
+                self.reroute(now);
+            }
+            ClientEvent::TunnelFailed { link, status } => {
+                tracing::warn!(link, ?status, "tunnel setup failed; retrying");
+                if self.tunnels.contains_key(&link) {
+                    let _ = self.client.setup_tunnel(now, link, self.anchor_tunnel);
+                }
+            }
+            ClientEvent::HandoverAck { id, results } => {
+                tracing::debug!(id, flows = results.len(), "handover acknowledged");
+            }
+            ClientEvent::HandoverFailed { id, status } => {
+                tracing::warn!(id, ?status, "handover request failed");
+            }
+        }
+    }
+
+    /// The tunnel flows should use: the pinned interface's when usable, else the cheapest
+    /// usable one (configuration order breaks ties).
+    fn best(&self) -> Option<u32> {
+        if let Some(p) = &self.pinned_all {
+            if let Some(t) = self.tunnels.values().find(|t| &t.iface == p && t.usable()) {
+                return Some(t.link);
+            }
+        }
+        self.tunnels
+            .values()
+            .filter(|t| t.usable())
+            .min_by_key(|t| (t.cost, self.cost_of(&t.iface).1))
+            .map(|t| t.link)
+    }
+
+    /// Puts the default and every flow on a tunnel that is not usable onto the best one,
+    /// and tells the anchor inside that tunnel.
+    fn reroute(&mut self, now: Instant) {
+        let best = self.best();
+        if best != self.default {
+            tracing::info!(
+                from = ?self.default.and_then(|l| self.iface_of(l)),
+                to = ?best.and_then(|l| self.iface_of(l)),
+                "default path"
+            );
+            self.default = best;
+            let _ = self.engine.handle().send(Command::SetDefault(best));
+        }
+        let Some(to) = best else { return };
+        let stats = self.engine.handle().stats();
+        let stranded: Vec<FlowKey> = stats
+            .flows
+            .iter()
+            .filter(|f| match f.tunnel {
+                Some(t) => t != to && !self.tunnels.get(&t).is_some_and(|t| t.usable()),
+                None => false,
+            })
+            .map(|f| f.key)
+            .collect();
+        if stranded.is_empty() {
+            return;
+        }
+        let set = stranded.iter().map(|k| (*k, Some(to))).collect();
+        let _ = self.engine.handle().send(Command::SetFlows(set));
+        self.signal_moves(now, to, &stranded);
+    }
+
+    fn iface_of(&self, link: u32) -> Option<String> {
+        self.tunnels.get(&link).map(|t| t.iface.clone())
+    }
+
+    /// Tells the anchor that `flows` now ride tunnel `to` (sent inside it: "any").
+    fn signal_moves(&mut self, now: Instant, to: u32, flows: &[FlowKey]) {
+        let Some(vipa) = self.vipa else { return };
+        let moves: Vec<FlowMove> = if flows.len() > MAX_LISTED_FLOWS {
+            vec![FlowMove {
+                flow: FlowMatch {
+                    src: Some(vipa),
+                    ..FlowMatch::default()
+                },
+                tunnel: TunnelTarget::Any,
+            }]
+        } else {
+            flows
+                .iter()
+                .filter_map(exact_match)
+                .map(|flow| FlowMove {
+                    flow,
+                    tunnel: TunnelTarget::Any,
+                })
+                .collect()
+        };
+        if moves.is_empty() {
+            return;
+        }
+        let path = SigPath::Tunnel {
+            link: to,
+            remote: self.anchor_tunnel,
+        };
+        if let Err(e) = self.client.request_handover(now, path, moves) {
+            tracing::warn!("handover request: {e}");
+        }
+    }
+
+    fn answer(&mut self, now: Instant, req: &Request) -> Response {
+        match req {
+            Request::Status => match serde_json::to_value(self.status()) {
+                Ok(value) => Response::Ok { value },
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
+            },
+            Request::Handover { flows, to } => match self.manual_handover(now, flows, to) {
+                Ok(n) => Response::Ok {
+                    value: serde_json::json!({ "moved": n, "to": to }),
+                },
+                Err(message) => Response::Error { message },
+            },
+        }
+    }
+
+    fn manual_handover(
+        &mut self,
+        now: Instant,
+        sel: &FlowSelector,
+        to: &str,
+    ) -> Result<usize, String> {
+        let target = self
+            .tunnels
+            .values()
+            .find(|t| t.iface == to)
+            .ok_or_else(|| format!("no tunnel on {to}"))?;
+        if !target.usable() {
+            return Err(format!("the tunnel on {to} is not up"));
+        }
+        let link = target.link;
+        let flows: Vec<FlowKey> = self
+            .engine
+            .handle()
+            .stats()
+            .flows
+            .iter()
+            .map(|f| f.key)
+            .collect();
+        let chosen: Vec<FlowKey> = match sel {
+            FlowSelector::All => {
+                self.pinned_all = Some(to.to_owned());
+                flows
+            }
+            FlowSelector::Spec(spec) => {
+                let m = parse_spec(spec)?;
+                flows.into_iter().filter(|k| spec_matches(&m, k)).collect()
+            }
+            FlowSelector::App(_) => {
+                return Err("per-application handover needs the policy engine (issue 7)".into())
+            }
+        };
+        // Uplink first (make-before-break: the target is up), then the anchor.
+        if matches!(sel, FlowSelector::All) {
+            self.default = Some(link);
+            let _ = self.engine.handle().send(Command::SetDefault(Some(link)));
+        }
+        if !chosen.is_empty() {
+            let set = chosen.iter().map(|k| (*k, Some(link))).collect();
+            let _ = self.engine.handle().send(Command::SetFlows(set));
+            self.signal_moves(now, link, &chosen);
+        }
+        self.flush(now);
+        Ok(chosen.len())
+    }
+
+    fn status(&self) -> MobileStatus {
+        let stats = self.engine.handle().stats();
+        let tunnels = self
+            .tunnels
+            .values()
+            .map(|t| {
+                let q = t.probe.quality();
+                let s = stats.tunnels.iter().find(|s| s.id == t.link);
+                MobileTunnel {
+                    id: t.anchor_id.unwrap_or(0),
+                    iface: t.iface.clone(),
+                    state: match (t.phase, q.state) {
+                        (TunnelPhase::Opening | TunnelPhase::Setup, _) => "setup",
+                        (TunnelPhase::Ready, PathState::Up | PathState::Probing) => "up",
+                        (TunnelPhase::Ready, PathState::Doubt) => "doubt",
+                        (TunnelPhase::Ready, PathState::Down) => "down",
+                    }
+                    .to_owned(),
+                    local: t.local,
+                    mapped: t.mapped,
+                    rtt_ms: q.rtt_ms,
+                    jitter_ms: q.jitter_ms,
+                    loss_pct: q.loss_pct,
+                    tx_bytes: s.map_or(0, |s| s.tx.1),
+                    rx_bytes: s.map_or(0, |s| s.rx.1),
+                }
+            })
+            .collect();
+        let flows = stats
+            .flows
+            .iter()
+            .map(|f| MobileFlow {
+                proto: proto_name(f.key.proto),
+                src: sock(f.key.src, f.key.src_port),
+                dst: sock(f.key.dst, f.key.dst_port),
+                app: None,
+                iface: f.tunnel.or(self.default).and_then(|l| self.iface_of(l)),
+                tx_bytes: f.bytes,
+                rx_bytes: 0,
+            })
+            .collect();
+        MobileStatus {
+            role: "mobile".into(),
+            vipa: self.vipa,
+            anchor: self.cfg.anchor.sip,
+            association: if self.client.is_associated() {
+                "associated"
+            } else {
+                "associating"
+            }
+            .into(),
+            tunnels,
+            flows,
+            drops: crate::drops_by_name(&stats),
+        }
+    }
+}
+
+fn sock(ip: IpAddr, port: u16) -> String {
+    SocketAddr::new(ip, port).to_string()
+}
+
+fn proto_name(p: wire::IpProtocol) -> String {
+    match p {
+        wire::IpProtocol::Tcp => "tcp".into(),
+        wire::IpProtocol::Udp => "udp".into(),
+        wire::IpProtocol::Icmp => "icmp".into(),
+        other => u8::from(other).to_string(),
+    }
+}
+
+/// The exact 5-tuple match of a flow, for a handover request (IPv4 TCP/UDP/ICMP only).
+fn exact_match(k: &FlowKey) -> Option<FlowMatch> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (k.src, k.dst) else {
+        return None;
+    };
+    let proto = match k.proto {
+        wire::IpProtocol::Tcp => Proto::Tcp,
+        wire::IpProtocol::Udp => Proto::Udp,
+        wire::IpProtocol::Icmp => Proto::Icmp,
+        _ => return None,
+    };
+    Some(FlowMatch {
+        proto: Some(proto),
+        src: Some(src),
+        sport: Some(k.src_port),
+        dst: Some(signaling_proto::pool::Ipv4Cidr { addr: dst, len: 32 }),
+        dport: Some(k.dst_port),
+    })
+}
+
+/// A flow spec for `upmt handover --flow`: `[tcp|udp|icmp] [ADDR][:PORT]`, e.g.
+/// `udp 198.18.3.1:5001`, `tcp :80`, `198.18.3.1`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Spec {
+    proto: Option<wire::IpProtocol>,
+    dst: Option<Ipv4Addr>,
+    dport: Option<u16>,
+}
+
+fn parse_spec(s: &str) -> Result<Spec, String> {
+    let mut spec = Spec::default();
+    for word in s.split_whitespace() {
+        match word {
+            "tcp" => spec.proto = Some(wire::IpProtocol::Tcp),
+            "udp" => spec.proto = Some(wire::IpProtocol::Udp),
+            "icmp" => spec.proto = Some(wire::IpProtocol::Icmp),
+            w => {
+                let (a, p) = match w.rsplit_once(':') {
+                    Some((a, p)) => (a, Some(p)),
+                    None => (w, None),
+                };
+                if !a.is_empty() {
+                    spec.dst = Some(a.parse().map_err(|_| format!("bad address `{a}`"))?);
+                }
+                if let Some(p) = p {
+                    spec.dport = Some(p.parse().map_err(|_| format!("bad port `{p}`"))?);
+                }
+            }
+        }
+    }
+    if spec == Spec::default() {
+        return Err(format!(
+            "`{s}` selects no flow (e.g. `udp 198.18.3.1:5001`)"
+        ));
+    }
+    Ok(spec)
+}
+
+fn spec_matches(s: &Spec, k: &FlowKey) -> bool {
+    s.proto.is_none_or(|p| p == k.proto)
+        && s.dst.is_none_or(|d| IpAddr::V4(d) == k.dst)
+        && s.dport.is_none_or(|p| p == k.dst_port)
+}
+
+/// A UDP socket bound to an interface (`SO_BINDTODEVICE`), so signalling leaves by that
+/// access network and never through the TUN.
+fn bound_udp(iface: &str) -> Result<UdpSocket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    s.bind_device(Some(iface.as_bytes()))
+        .with_context(|| format!("SO_BINDTODEVICE {iface}"))?;
+    s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+    Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(
+            parse_spec("udp 198.18.3.1:5001").unwrap(),
+            Spec {
+                proto: Some(wire::IpProtocol::Udp),
+                dst: Some(Ipv4Addr::new(198, 18, 3, 1)),
+                dport: Some(5001)
+            }
+        );
+        assert_eq!(
+            parse_spec("tcp :80").unwrap(),
+            Spec {
+                proto: Some(wire::IpProtocol::Tcp),
+                dst: None,
+                dport: Some(80)
+            }
+        );
+        assert!(parse_spec("").is_err());
+        assert!(parse_spec("udp 1.2.3:80").is_err());
+        assert!(parse_spec("udp 1.2.3.4:99999").is_err());
+    }
+}
