@@ -233,6 +233,18 @@ mod tests {
     }
 
     #[test]
+    fn non_first_fragment_rewrites_addresses_only() {
+        let mut v = udp4(true);
+        ipv4::Packet::new_unchecked(&mut v[..]).set_flags_frag(false, false, 1480);
+        ipv4::Packet::new_unchecked(&mut v[..]).fill_checksum();
+        let payload_before = v[20..].to_vec();
+        let (old, port) = rewrite_src(&mut v, Ipv4Addr::new(198, 18, 2, 100).into(), 9).unwrap();
+        assert_eq!((old, port), (Ipv4Addr::new(100, 64, 0, 2).into(), 0));
+        assert_eq!(&v[20..], &payload_before[..]);
+        assert!(ipv4::Packet::new_checked(&v[..]).unwrap().verify_checksum());
+    }
+
+    #[test]
     fn wrong_family_leaves_packet_alone() {
         let mut v = udp4(true);
         let before = v.clone();
