@@ -46,9 +46,8 @@ impl SignalFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Self { fd })
     }
 
     /// The next pending signal, if any.
