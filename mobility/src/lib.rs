@@ -10,6 +10,7 @@
 
 pub mod ifaces;
 pub mod netlink;
+pub mod policy;
 pub mod probe;
 
 pub use probe::{Keepalive, PathState, Probe, ProbeConfig, ProbeEvent, Quality};

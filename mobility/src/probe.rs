@@ -117,6 +117,12 @@ struct Inflight {
     deadline: Instant,
 }
 
+/// Whether two instants are the same send time, as carried on the wire in microseconds.
+fn same_time(a: Instant, b: Instant) -> bool {
+    let d = if a > b { a - b } else { b - a };
+    d < Duration::from_micros(1)
+}
+
 /// The probing state machine of one tunnel. See the module doc.
 #[derive(Debug)]
 pub struct Probe {
@@ -247,12 +253,16 @@ impl Probe {
             return;
         }
         match self.inflight.iter().position(|i| i.seq == seq) {
-            Some(pos) if self.inflight.get(pos).map(|i| i.sent) != Some(sent) => {
+            Some(pos) if !self.inflight.get(pos).is_some_and(|i| same_time(i.sent, sent)) => {
                 return; // the timestamp is not the one we sent: not ours
             }
             Some(pos) => {
-                self.inflight.remove(pos);
-                self.on_rtt_sample(rtt);
+                // Measure from our own record of the send: the wire's copy is truncated.
+                let exact = self
+                    .inflight
+                    .remove(pos)
+                    .and_then(|i| now.checked_duration_since(i.sent));
+                self.on_rtt_sample(exact.unwrap_or(rtt));
             }
             None => {} // late or duplicate: alive, nothing to measure
         }
@@ -531,6 +541,12 @@ mod tests {
         p.handle_reply(t0 + ms(5), k.seq, t0 + ms(50));
         assert_eq!(p.state(), PathState::Probing);
         p.handle_reply(t0 + ms(5), k.seq, k.sent);
+        assert_eq!(p.state(), PathState::Up);
+        // The wire carries microseconds: a send time truncated to them is ours.
+        let t1 = t0 + Duration::from_nanos(1_700);
+        let mut p = Probe::new(ProbeConfig::default(), t1);
+        let k = p.poll_transmit(t1).unwrap();
+        p.handle_reply(t1 + ms(5), k.seq, t0 + Duration::from_micros(1));
         assert_eq!(p.state(), PathState::Up);
         assert!((p.quality().rtt_ms.unwrap() - 5.0).abs() < 1e-6);
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use crossbeam_channel::{select, Receiver};
-use dataplane::{Command, Engine, EngineConfig, Event as DpEvent, Mode, NatHook};
+use dataplane::{Command, Engine, EngineConfig, Event as DpEvent, Mode};
 use rand::SeedableRng as _;
 use signaling_proto::body::{FlowMatch, Proto};
 use signaling_proto::credentials::Credentials;
@@ -26,49 +26,6 @@ use crate::config::{AnchorConfig, NatMode};
 use crate::control::{self, Incoming, Request, Response};
 use crate::netcfg;
 use crate::status::{AnchorHost, AnchorStatus, AnchorTunnel, NatStatus};
-
-/// The anchor's own NAT in front of the data plane.
-struct UpmtNat(Arc<nat::Nat>);
-
-impl NatHook for UpmtNat {
-    fn outbound(
-        &self,
-        vipa: std::net::IpAddr,
-        packet: &mut [u8],
-        now: Instant,
-    ) -> Result<(), dataplane::DropReason> {
-        let std::net::IpAddr::V4(vipa) = vipa else {
-            return Err(dataplane::DropReason::NatUnsupported);
-        };
-        match self.0.translate_outbound(now, vipa, packet) {
-            nat::Verdict::ToInternet => Ok(()),
-            nat::Verdict::Drop(
-                nat::DropReason::HostCapReached
-                | nat::DropReason::GlobalCapReached
-                | nat::DropReason::PortsExhausted,
-            ) => Err(dataplane::DropReason::NatFull),
-            // Hairpinned packets need a path back down the tunnels from the outbound
-            // direction, which the data plane does not offer yet: counted drops.
-            nat::Verdict::Hairpin { .. } => Err(dataplane::DropReason::NatHairpin),
-            nat::Verdict::Drop(nat::DropReason::NoMapping) => {
-                Err(dataplane::DropReason::NatNoMapping)
-            }
-            nat::Verdict::Drop(_) | nat::Verdict::Forward { .. } => {
-                Err(dataplane::DropReason::NatUnsupported)
-            }
-        }
-    }
-
-    fn inbound(&self, packet: &mut [u8], now: Instant) -> Result<(), dataplane::DropReason> {
-        match self.0.translate_inbound(now, packet) {
-            nat::Verdict::Forward { .. } => Ok(()),
-            nat::Verdict::Drop(nat::DropReason::NoMapping | nat::DropReason::Filtered) => {
-                Err(dataplane::DropReason::NatNoMapping)
-            }
-            _ => Err(dataplane::DropReason::NatUnsupported),
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Host {
@@ -148,7 +105,7 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     };
     ecfg.listen = Some(cfg.tunnel.listen);
     if let Some(n) = &nat {
-        ecfg.nat = Arc::new(UpmtNat(n.clone()));
+        ecfg.nat = Arc::new(dataplane::Napt(n.clone()));
     }
     let engine = Engine::start(ecfg).context("starting the data plane")?;
     let inner_mtu = cfg.dataplane.path_mtu - 28;

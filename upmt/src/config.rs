@@ -199,9 +199,6 @@ pub struct AnchorSip {
     /// UDP address of the registrar (default `0.0.0.0:5060`).
     #[serde(default = "default_sip_listen")]
     pub listen: SocketAddr,
-    /// Digest realm.
-    #[serde(default = "default_realm")]
-    pub realm: String,
     /// Credentials file (relative paths are relative to the configuration file).
     pub credentials: PathBuf,
     /// Longest registration granted, seconds (a client asking more gets this).
@@ -456,9 +453,6 @@ fn default_sip_listen() -> SocketAddr {
 }
 fn default_tunnel_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 1800))
-}
-fn default_realm() -> String {
-    "upmt".to_owned()
 }
 fn default_max_expires() -> u32 {
     3600
