@@ -183,7 +183,9 @@ impl Cidr {
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -950,7 +952,9 @@ impl Engine {
             if !self.allowed(p).iter().any(|a| a == i) {
                 return Err(invalid(
                     class,
-                    format!("{i:?} is not allowed for it (never, max_cost or not a known interface)"),
+                    format!(
+                        "{i:?} is not allowed for it (never, max_cost or not a known interface)"
+                    ),
                 ));
             }
         }
@@ -1015,7 +1019,11 @@ impl Engine {
             return;
         };
         let h = self.policy.hysteresis;
-        let degrade = if p.realtime { Duration::ZERO } else { h.degrade };
+        let degrade = if p.realtime {
+            Duration::ZERO
+        } else {
+            h.degrade
+        };
         let limits = p.limits;
         let st = self.classes.entry(class.to_owned()).or_default();
         st.health.retain(|i, _| self.paths.contains_key(i));
@@ -1071,7 +1079,10 @@ impl Engine {
             Some(Decision::Tunnel(i)) if allowed.contains(i) => Some(i.clone()),
             _ => None,
         };
-        let pinned = st.pinned.clone().filter(|i| allowed.contains(i) && usable(i));
+        let pinned = st
+            .pinned
+            .clone()
+            .filter(|i| allowed.contains(i) && usable(i));
         let choice = if let Some(pin) = pinned {
             Some(pin)
         } else if let Some(c) = cur.as_ref().filter(|c| working(c)) {
@@ -1193,7 +1204,10 @@ mod tests {
             ]
         );
         // New backup flows wait too; voip stayed.
-        assert_eq!(e.decide(t1, Some("backup"), &web()).decision, Decision::Wait);
+        assert_eq!(
+            e.decide(t1, Some("backup"), &web()).decision,
+            Decision::Wait
+        );
         assert_eq!(e.current("voip"), Some(&tun("umts0")));
 
         // wlan0 back: backup resumes at once, video only after the hold-down.
@@ -1289,7 +1303,10 @@ degrade_ms = 2000
         let mut e = Engine::new(Policy::parse(PAPER).unwrap(), COSTS);
         e.set_paths(t0, &[("wlan0", up(10.0)), ("umts0", up(50.0))]);
         e.decide(t0, Some("video"), &web());
-        e.set_paths(t1, &[("wlan0", q(PathState::Doubt, 10.0)), ("umts0", up(50.0))]);
+        e.set_paths(
+            t1,
+            &[("wlan0", q(PathState::Doubt, 10.0)), ("umts0", up(50.0))],
+        );
         assert_eq!(
             e.reevaluate(t1),
             vec![mv("video", tun("wlan0"), tun("umts0"))]
@@ -1329,7 +1346,10 @@ degrade_ms = 2000
             moves += e.reevaluate(t).iter().filter(|m| m.app == "video").count();
         }
         let windows = (t - t0).as_secs_f64() / hold.as_secs_f64();
-        assert!((moves as f64) <= windows.ceil(), "{moves} moves in {windows} hold-downs");
+        assert!(
+            (moves as f64) <= windows.ceil(),
+            "{moves} moves in {windows} hold-downs"
+        );
         assert_eq!(moves, 1);
     }
 
@@ -1372,7 +1392,10 @@ never = ["umts0"]
         assert_eq!((rtp.class.as_str(), rtp.decision), ("voip", tun("umts0")));
         assert!(rtp.realtime);
         let other = e.decide(t, Some("video"), &flow(17, "198.18.3.1", 5006));
-        assert_eq!((other.class.as_str(), other.decision), ("video", tun("wlan0")));
+        assert_eq!(
+            (other.class.as_str(), other.decision),
+            ("video", tun("wlan0"))
+        );
         let dns = e.decide(t, None, &flow(17, "9.9.9.9", 53));
         assert_eq!((dns.class.as_str(), dns.decision), ("dns", tun("umts0")));
         let dns_tcp = e.decide(t, None, &flow(6, "9.9.9.9", 53));
@@ -1403,7 +1426,10 @@ interfaces = ["eth0", "any"]
         let mut e = Engine::new(Policy::parse(text).unwrap(), costs);
         e.set_paths(t, &[("wlan0", up(10.0)), ("umts0", up(50.0))]);
         assert_eq!(e.decide(t, None, &web()).decision, tun("wlan0"));
-        assert_eq!(e.decide(t, Some("eth-first"), &web()).decision, tun("wlan0"));
+        assert_eq!(
+            e.decide(t, Some("eth-first"), &web()).decision,
+            tun("wlan0")
+        );
         assert_eq!(e.decide(t, Some("cheap"), &web()).decision, tun("wlan0"));
         e.set_paths(t, &[("umts0", up(50.0))]);
         let moves = e.reevaluate(t);
@@ -1413,15 +1439,28 @@ interfaces = ["eth0", "any"]
         assert!(e.pin("cheap", Some("umts0")).is_err());
         assert!(e.pin("nosuch", Some("umts0")).is_err());
         e.set_paths(t, &[("wlan0", up(10.0)), ("umts0", up(50.0))]);
-        e.reevaluate(t);
+        assert_eq!(
+            e.reevaluate(t),
+            vec![mv("cheap", Decision::Wait, tun("wlan0"))]
+        );
+        let t = t + Duration::from_secs(10);
+        assert_eq!(
+            e.reevaluate(t),
+            vec![
+                mv("default", tun("umts0"), tun("wlan0")),
+                mv("eth-first", tun("umts0"), tun("wlan0")),
+            ]
+        );
         e.pin("default", Some("umts0")).unwrap();
         assert_eq!(
             e.reevaluate(t),
             vec![mv("default", tun("wlan0"), tun("umts0"))]
         );
+        // Pinned, it stays even though wlan0 is preferred and stable.
+        assert_eq!(e.reevaluate(t + Duration::from_secs(60)), vec![]);
         e.pin("default", None).unwrap();
         assert_eq!(
-            e.reevaluate(t + Duration::from_secs(10)),
+            e.reevaluate(t + Duration::from_secs(60)),
             vec![mv("default", tun("umts0"), tun("wlan0"))]
         );
     }
@@ -1454,10 +1493,16 @@ interfaces = ["eth0", "any"]
     #[test]
     fn bad_policies_are_refused_with_a_useful_message() {
         let e = err("[app.video]\ninterfcaes = [\"wlan0\"]\n");
-        assert!(e.contains("unknown field") && e.contains("interfcaes"), "{e}");
+        assert!(
+            e.contains("unknown field") && e.contains("interfcaes"),
+            "{e}"
+        );
         assert!(e.contains("line 2"), "{e}");
         let e = err("[app.video]\ninterfaces = []\n");
-        assert!(e.contains("app.video.interfaces") && e.contains("empty"), "{e}");
+        assert!(
+            e.contains("app.video.interfaces") && e.contains("empty"),
+            "{e}"
+        );
         let e = err("[app.video]\ninterfaces = [\"wlan0\", \"wlan0\"]\n");
         assert!(e.contains("twice"), "{e}");
         let e = err("[app.video]\ninterfaces = [\"wlan 0\"]\n");
@@ -1476,7 +1521,10 @@ interfaces = ["eth0", "any"]
             "{e}"
         );
         let e = err("[[rule]]\nproto = \"udp\"\nuse = \"voip\"\n");
-        assert!(e.contains("rule[0].use") && e.contains("none defined"), "{e}");
+        assert!(
+            e.contains("rule[0].use") && e.contains("none defined"),
+            "{e}"
+        );
         let e = err("[[rule]]\nproto = \"udp\"\n");
         assert!(e.contains("needs `use"), "{e}");
         let e = err("[app.a]\n[[rule]]\nproto = \"udp\"\nuse = \"a\"\ninterfaces = [\"x\"]\n");
