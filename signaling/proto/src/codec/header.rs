@@ -225,8 +225,12 @@ impl NameAddr {
             let gt = after.find('>')?;
             let display = if display.is_empty() {
                 None
+            } else if let Some(q) = display.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
+                Some(unescape(q))
+            } else if display.contains('"') {
+                return None;
             } else {
-                Some(unquote(display).to_owned())
+                Some(display.to_owned())
             };
             (display, after[..gt].trim(), &after[gt + 1..])
         } else {
@@ -236,7 +240,10 @@ impl NameAddr {
                 None => (None, s, ""),
             }
         };
-        if uri.is_empty() || uri.contains(char::is_whitespace) || !uri.contains(':') {
+        // RFC 3261 §25.1: a URI has no whitespace, quotes or angle brackets (and an addr-spec
+        // outside <> no comma).
+        let bad_char = |c: char| c.is_whitespace() || c.is_control() || "<>\"".contains(c);
+        if uri.is_empty() || uri.contains(bad_char) || !uri.contains(':') {
             return None;
         }
         let rest = rest.trim();
@@ -284,6 +291,20 @@ impl NameAddr {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| v)
     }
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut esc = false;
+    for c in s.chars() {
+        if esc || c != '\\' {
+            out.push(c);
+            esc = false;
+        } else {
+            esc = true;
+        }
+    }
+    out
 }
 
 fn find_unquoted(s: &str, needle: char) -> Option<usize> {

@@ -296,6 +296,39 @@ impl Message {
     }
 }
 
+/// The fuzzing invariants, as a plain function (run by `fuzz/fuzz_targets/sip_parse.rs`
+/// under libFuzzer and by the stable corpus replay and property tests):
+/// parsing never panics; a parsed message re-encodes to bytes that parse to the same value;
+/// an error reply is a 4xx/5xx response no more than 64 bytes larger than the input.
+/// Returns a description of the first violated invariant.
+pub fn check_invariants(data: &[u8]) -> Result<(), String> {
+    match parse(data) {
+        Ok(msg) => {
+            let again = parse(&msg.encode());
+            if again.as_ref() != Ok(&msg) {
+                return Err(format!(
+                    "re-encoding changed the message: {msg:?} -> {again:?}"
+                ));
+            }
+        }
+        Err(e) => {
+            if let Some(reply) = e.reply("fuzz") {
+                if !(reply.starts_with(b"SIP/2.0 4") || reply.starts_with(b"SIP/2.0 5")) {
+                    return Err("error reply is not 4xx/5xx".into());
+                }
+                if reply.len() > data.len() + 64 {
+                    return Err(format!(
+                        "error reply {} bytes for {} input",
+                        reply.len(),
+                        data.len()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The standard reason phrase of the status codes UPMT sends.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
