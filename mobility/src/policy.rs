@@ -893,7 +893,11 @@ impl Engine {
     }
 
     /// When a hold-down or a degradation delay runs out (call [`Engine::reevaluate`] then).
+    /// A move already queued by [`Engine::decide`] makes it "now".
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.pending.is_empty() {
+            return self.now;
+        }
         let h = &self.policy.hysteresis;
         let mut next: Option<Instant> = None;
         for (class, st) in &self.classes {
