@@ -38,7 +38,7 @@ impl Default for ProbeConfig {
             idle_interval: Duration::from_secs(5),
             fast_interval: Duration::from_millis(50),
             lost_before_down: 3,
-            min_timeout: Duration::from_millis(20),
+            min_timeout: Duration::from_millis(80),
             max_timeout: Duration::from_secs(1),
         }
     }

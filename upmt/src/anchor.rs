@@ -61,6 +61,13 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     )
     .context("registrar")?;
 
+    // Sockets first: a second anchor fails here, before touching the TUN.
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
+    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
+        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
+    let sip = UdpSocket::bind(cfg.sip.listen)
+        .with_context(|| format!("binding SIP to {}", cfg.sip.listen))?;
+
     // NAT.
     let tun = cfg
         .dataplane
@@ -137,16 +144,7 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
         }
     };
     netcfg::anchor_tun_up(&tun, inner_mtu, &routed)?;
-
-    // SIP socket and its reader thread.
-    let sip = UdpSocket::bind(cfg.sip.listen)
-        .with_context(|| format!("binding SIP to {}", cfg.sip.listen))?;
     let sip_rx = spawn_udp_reader(sip.try_clone()?)?;
-
-    // Control socket.
-    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
-    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
-        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
     tracing::info!(
         sip = %cfg.sip.listen,

@@ -13,7 +13,7 @@
 //! tunnel whose keepalives stop coming back, has its flows moved to the best remaining
 //! tunnel at once (break-before-make), and the anchor is told inside the new tunnel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,7 +91,19 @@ struct Mobile {
     pinned_all: Option<String>,
     ifaces: Interfaces,
     probe_cfg: ProbeConfig,
+    /// Per tunnel: packets sent as last seen, keepalives sent then, last time data left.
+    activity: HashMap<u32, (u64, u64, Option<Instant>)>,
+    last_activity_check: Instant,
+    last_reassociation: Option<Instant>,
 }
+
+/// A tunnel that carried data this recently is probed at the fast pace, so that a silent
+/// failure under a running flow is found in a few hundred milliseconds.
+const ACTIVE_FOR: Duration = Duration::from_secs(1);
+/// How often the data plane's counters are read for that.
+const ACTIVITY_CHECK: Duration = Duration::from_millis(100);
+/// Least time between two re-associations when every tunnel went silent.
+const REASSOCIATE_EVERY: Duration = Duration::from_secs(3);
 
 /// Runs the mobile host until SIGINT/SIGTERM, then de-registers and leaves the host as it
 /// found it (the TUN, and the routes on it, go with the process).
@@ -114,6 +126,11 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
     ccfg.expires = cfg.anchor.expires_s;
     let client = Client::new(ccfg, Box::new(rand::rngs::StdRng::from_entropy()));
 
+    // The control socket first: a second daemon fails here, before touching the TUN.
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
+    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
+        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
+
     let mut ecfg = EngineConfig::new(Mode::Mobile, &tun);
     ecfg.shards = cfg.dataplane.shards;
     ecfg.pin_cores = cfg.dataplane.pin;
@@ -127,9 +144,6 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let (net_tx, net_rx) = crossbeam_channel::unbounded();
     let _netmon = crate::netmon::spawn(net_tx).context("interface monitor")?;
     let (sip_tx, sip_rx) = crossbeam_channel::bounded(256);
-    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
-    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
-        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
 
     let watched = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
     let probe_cfg = ProbeConfig {
@@ -140,6 +154,9 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
     };
     let mut m = Mobile {
         ifaces: Interfaces::new(watched, vec![tun.clone()]),
+        activity: HashMap::new(),
+        last_activity_check: now,
+        last_reassociation: None,
         cfg,
         tun,
         anchor_tunnel,
@@ -227,8 +244,61 @@ impl Mobile {
         probes.chain(self.client.poll_timeout()).min()
     }
 
+    /// Marks tunnels that carry data as real-time (fast probing) and the others as idle.
+    fn check_activity(&mut self, now: Instant) {
+        if now.duration_since(self.last_activity_check) < ACTIVITY_CHECK {
+            return;
+        }
+        self.last_activity_check = now;
+        let stats = self.engine.handle().stats();
+        for t in self.tunnels.values_mut() {
+            let Some(s) = stats.tunnels.iter().find(|s| s.id == t.link) else {
+                continue;
+            };
+            let keepalives = t.probe.quality().sent;
+            let entry = self
+                .activity
+                .entry(t.link)
+                .or_insert((s.tx.0, keepalives, None));
+            // Our own keepalives and the odd signalling message are not data.
+            let data = s.tx.0.saturating_sub(entry.0) > keepalives.saturating_sub(entry.1) + 2;
+            if data {
+                entry.2 = Some(now);
+            }
+            entry.0 = s.tx.0;
+            entry.1 = keepalives;
+            let active = entry
+                .2
+                .is_some_and(|at| now.duration_since(at) < ACTIVE_FOR);
+            t.probe.set_realtime(now, active);
+        }
+        self.activity.retain(|l, _| self.tunnels.contains_key(l));
+    }
+
+    /// When every tunnel went silent at once, the anchor may have lost our association (a
+    /// restart): associate again, which sets every tunnel up again.
+    fn check_anchor(&mut self, now: Instant) {
+        let ready: Vec<&Tunnel> = self
+            .tunnels
+            .values()
+            .filter(|t| t.phase == TunnelPhase::Ready)
+            .collect();
+        let all_down =
+            !ready.is_empty() && ready.iter().all(|t| t.probe.state() == PathState::Down);
+        let due = self
+            .last_reassociation
+            .is_none_or(|at| now.duration_since(at) >= REASSOCIATE_EVERY);
+        if all_down && due {
+            tracing::warn!("every tunnel is silent: re-associating with the anchor");
+            self.last_reassociation = Some(now);
+            self.client.associate(now);
+        }
+    }
+
     /// Timers, then everything the state machines want sent or said.
     fn drive(&mut self, now: Instant) {
+        self.check_activity(now);
+        self.check_anchor(now);
         self.client.handle_timeout(now);
         for t in self.tunnels.values_mut() {
             if t.phase == TunnelPhase::Ready {
@@ -242,7 +312,11 @@ impl Mobile {
         let mut changed = Vec::new();
         for t in self.tunnels.values_mut() {
             while let Some(ProbeEvent::State { from, to }) = t.probe.poll_event() {
-                tracing::info!(iface = %t.iface, ?from, ?to, "path state");
+                if to == PathState::Doubt || (from == PathState::Doubt && to == PathState::Up) {
+                    tracing::debug!(iface = %t.iface, ?from, ?to, "path state");
+                } else {
+                    tracing::info!(iface = %t.iface, ?from, ?to, "path state");
+                }
                 changed.push(t.link);
             }
         }
@@ -469,14 +543,9 @@ impl Mobile {
                     .filter(|t| t.phase != TunnelPhase::Opening)
                     .map(|t| t.link)
                     .collect();
-                for link in links {
-                    if let Some(t) = self.tunnels.get_mut(&link) {
-                        t.phase = TunnelPhase::Setup;
-                    }
-                    let _ = self.client.setup_tunnel(now, link, self.anchor_tunnel);
-                }
+                self.setup_tunnels(now, &links);
             }
-            ClientEvent::Refreshed { .. } => {}
+            ClientEvent::Refreshed { .. } => self.setup_silent_tunnels(now),
             ClientEvent::AssociationLost => {
                 tracing::warn!("anchor not answering: re-associating");
             }
@@ -515,6 +584,27 @@ impl Mobile {
                 tracing::warn!(id, ?status, "handover request failed");
             }
         }
+    }
+
+    fn setup_tunnels(&mut self, now: Instant, links: &[u32]) {
+        for link in links {
+            if let Some(t) = self.tunnels.get_mut(link) {
+                t.phase = TunnelPhase::Setup;
+            }
+            let _ = self.client.setup_tunnel(now, *link, self.anchor_tunnel);
+        }
+    }
+
+    /// After a refresh: tunnels that went silent may be unknown to the anchor (it restarted
+    /// and we kept our VIPA): set them up again.
+    fn setup_silent_tunnels(&mut self, now: Instant) {
+        let links: Vec<u32> = self
+            .tunnels
+            .values()
+            .filter(|t| t.phase == TunnelPhase::Ready && t.probe.state() == PathState::Down)
+            .map(|t| t.link)
+            .collect();
+        self.setup_tunnels(now, &links);
     }
 
     /// The tunnel flows should use: the pinned interface's when usable, else the cheapest
