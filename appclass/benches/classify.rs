@@ -148,7 +148,29 @@ fn percentiles(fx: &Fixture) {
     }
 }
 
+/// `APPCLASS_BENCH_EXTRA_PROCS=N`: N extra idle processes (`sleep`, 4 fds each), to see how
+/// the `/proc` scan grows with a laptop's process count. Killed (by pid) at the end.
+fn extra_processes() -> Vec<std::process::Child> {
+    let n: usize = std::env::var("APPCLASS_BENCH_EXTRA_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (0..n)
+        .filter_map(|_| {
+            std::process::Command::new("sleep")
+                .arg("120")
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .collect()
+}
+
 fn main() {
+    let mut extra = extra_processes();
+    if !extra.is_empty() {
+        println!("({} extra idle processes started)", extra.len());
+    }
     let fx = fixture();
     percentiles(&fx);
     let mut crit = Criterion::default()
@@ -165,4 +187,8 @@ fn main() {
         b.iter(|| c.classify(black_box(&fx.tcp)).unwrap())
     });
     crit.final_summary();
+    for c in &mut extra {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

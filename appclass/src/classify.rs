@@ -596,6 +596,12 @@ mod tests {
     }
 
     #[test]
+    fn classifier_is_send() {
+        fn send<T: Send>() {}
+        send::<Classifier<LiveHost>>();
+    }
+
+    #[test]
     fn idle_classifier_does_nothing() {
         // No call, no work: the classifier has no timers or threads. Checked by design
         // (no `poll_timeout`), and here: creating it touches nothing.

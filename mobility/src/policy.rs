@@ -1581,6 +1581,53 @@ interfaces = ["eth0", "any"]
         assert_eq!(json["apps"]["backup"]["never"][0], "umts0");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "[a-z_\\[\\]\".=0-9 \n-]{0,200}") {
+            let _ = Policy::parse(&text);
+        }
+
+        /// Random path histories: no class ever rides a forbidden or unusable interface,
+        /// and a class waits only when none of its allowed interfaces is usable.
+        #[test]
+        fn engine_never_spills(steps in proptest::collection::vec(
+            (0u64..3000, 0u8..4, 0u8..4, 1u32..400, 0u32..20), 1..60)) {
+            let t0 = Instant::now();
+            let mut e = Engine::new(Policy::parse(PAPER).unwrap(), COSTS);
+            let mut t = t0;
+            let st = |s: u8| [PathState::Up, PathState::Down, PathState::Doubt, PathState::Probing][s as usize];
+            for (dt, w, u, rtt, loss) in steps {
+                t += Duration::from_millis(dt);
+                let mut qw = q(st(w), f64::from(rtt));
+                qw.loss_pct = f64::from(loss);
+                let qu = q(st(u), f64::from(rtt) / 2.0);
+                e.set_paths(t, &[("wlan0", qw), ("umts0", qu)]);
+                for app in ["video", "backup", "voip", "other"] {
+                    e.decide(t, Some(app), &web());
+                }
+                e.reevaluate(t);
+                for (class, usable_allowed) in [
+                    ("video", vec![("wlan0", w), ("umts0", u)]),
+                    ("backup", vec![("wlan0", w)]),
+                    ("voip", vec![("umts0", u), ("wlan0", w)]),
+                ] {
+                    let ok: Vec<&str> = usable_allowed
+                        .iter()
+                        .filter(|(_, s)| st(*s).usable())
+                        .map(|(i, _)| *i)
+                        .collect();
+                    match e.current(class) {
+                        Some(Decision::Tunnel(i)) => {
+                            proptest::prop_assert!(ok.contains(&i.as_str()), "{class} on {i}")
+                        }
+                        Some(Decision::Wait) => proptest::prop_assert!(ok.is_empty(), "{class} waits"),
+                        None => proptest::prop_assert!(false, "{class} undecided"),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn cidr() {
         let c = Cidr::parse("198.18.0.0/15").unwrap();
