@@ -35,7 +35,7 @@
 #   link IFACE blackhole on|off
 #   link IFACE clear                remove every impairment (and the emulator from the path)
 #   nat NATNODE udp-timeout S       conntrack UDP timeouts (unreplied and stream) in nat0/nat1
-#   upmt start|stop                 reserved (not available yet)
+#   upmt start|stop|logs            the UPMT anchor (in an) and mobile host (in mh), example configs
 #
 # Namespaces are named PREFIX<node>, PREFIX defaulting to $UPMT_PREFIX or "upmt-".
 # State (PIDs, link settings) lives in /run/upmt-testbed/PREFIX/.
@@ -74,6 +74,8 @@ STATE=$STATE_BASE/$PREFIX
 . "$ROOT/scripts/lib/testbed-common.sh"
 # shellcheck source=lib/testbed-link.sh
 . "$ROOT/scripts/lib/testbed-link.sh"
+# shellcheck source=lib/testbed-upmt.sh
+. "$ROOT/scripts/lib/testbed-upmt.sh"
 
 need_root() {
     [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces): sudo $0 $VERB"
@@ -277,6 +279,14 @@ cmd_exec() {
     [ "${1:-}" = "--" ] && shift
     [ $# -ge 1 ] || die "exec $node: no command"
     ns_exists "$node" || die "testbed $PREFIX is not up"
+    # The upmt binary (for `exec mh upmt status`), first on PATH when built.
+    local b
+    for b in "${UPMT_BIN:-}" "$ROOT/target/release/upmt" "$ROOT/target/debug/upmt"; do
+        if [ -n "$b" ] && [ -x "$b" ]; then
+            PATH="$(dirname "$b"):$PATH"
+            break
+        fi
+    done
     exec ip netns exec "$PREFIX$node" "$@"
 }
 
@@ -309,9 +319,6 @@ status) cmd_status "$@" ;;
 exec) cmd_exec "$@" ;;
 link) cmd_link "$@" ;;
 nat) cmd_nat "$@" ;;
-upmt)
-    echo "testbed: upmt ${1:-start|stop}: not available yet" >&2
-    exit 2
-    ;;
+upmt) cmd_upmt "$@" ;;
 *) usage >&2; exit 2 ;;
 esac

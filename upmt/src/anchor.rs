@@ -63,8 +63,13 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
 
     // Sockets first: a second anchor fails here, before touching the TUN.
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
-    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
-        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
+    let ctl_path = cfg
+        .control
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::default_socket(control::Role::Anchor));
+    let _ctl = control::Server::start(&ctl_path, ctl_tx)
+        .with_context(|| format!("control socket {}", ctl_path.display()))?;
     let sip = UdpSocket::bind(cfg.sip.listen)
         .with_context(|| format!("binding SIP to {}", cfg.sip.listen))?;
 

@@ -321,8 +321,10 @@ impl Default for DataplaneConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Unix socket path of the control interface.
-    pub socket: PathBuf,
+    /// Unix socket path of the control interface (default:
+    /// [`crate::control::default_socket`] for the daemon's role).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 /// `[limits]` of the anchor.
@@ -503,14 +505,10 @@ fn default_path_mtu() -> u16 {
     1500
 }
 fn default_anchor_control() -> ControlConfig {
-    ControlConfig {
-        socket: PathBuf::from("/run/upmt/anchor.sock"),
-    }
+    ControlConfig { socket: None }
 }
 fn default_mobile_control() -> ControlConfig {
-    ControlConfig {
-        socket: PathBuf::from("/run/upmt/mobile.sock"),
-    }
+    ControlConfig { socket: None }
 }
 fn default_max_hosts() -> u32 {
     100_000

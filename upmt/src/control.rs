@@ -17,6 +17,56 @@ use serde::{Deserialize, Serialize};
 /// Longest request line accepted (a handover of many flows fits easily).
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// Which daemon a control socket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `upmt anchor`.
+    Anchor,
+    /// `upmt mobile`.
+    Mobile,
+}
+
+/// The default control socket of a daemon: `/run/upmt/[NETNS/]anchor.sock` or
+/// `mobile.sock`, where NETNS is the name of the network namespace the process runs in
+/// (as `ip netns` names it), so daemons in different namespaces on one machine (the
+/// testbed) do not collide, and `upmt status` run in a namespace finds that namespace's
+/// daemon.
+pub fn default_socket(role: Role) -> PathBuf {
+    let mut p = PathBuf::from("/run/upmt");
+    if let Some(ns) = netns_name() {
+        p.push(ns);
+    }
+    p.push(match role {
+        Role::Anchor => "anchor.sock",
+        Role::Mobile => "mobile.sock",
+    });
+    p
+}
+
+/// The name of this process's network namespace, if it is one of `/run/netns/*`.
+fn netns_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = std::fs::metadata("/proc/self/ns/net").ok()?;
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find(|e| {
+            std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == me.ino() && m.dev() == me.dev())
+        })
+        .and_then(|e| e.file_name().into_string().ok())
+}
+
+/// The socket `upmt status` talks to when none is given: this namespace's mobile host if
+/// one runs, else its anchor.
+pub fn default_client_socket() -> PathBuf {
+    let m = default_socket(Role::Mobile);
+    if m.exists() {
+        m
+    } else {
+        default_socket(Role::Anchor)
+    }
+}
+
 /// A request to a daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]

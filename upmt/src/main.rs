@@ -68,9 +68,6 @@ enum Cmd {
     },
 }
 
-const MOBILE_SOCKET: &str = "/run/upmt/mobile.sock";
-const ANCHOR_SOCKET: &str = "/run/upmt/anchor.sock";
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -103,7 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             upmt::mobile::run(cfg, stop_flag()?)
         }
         Cmd::Status { json, socket } => {
-            let path = socket.unwrap_or_else(default_socket);
+            let path = socket.unwrap_or_else(control::default_client_socket);
             let r = control::request(&path, &control::Request::Status)?;
             print_response(r, json)
         }
@@ -120,7 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, false, Some(a)) => control::FlowSelector::App(a),
                 _ => anyhow::bail!("give one of --flow SPEC, --all, --app NAME"),
             };
-            let path = socket.unwrap_or_else(|| PathBuf::from(MOBILE_SOCKET));
+            let path = socket.unwrap_or_else(|| control::default_socket(control::Role::Mobile));
             let r = control::request(&path, &control::Request::Handover { flows, to })?;
             print_response(r, true)
         }
@@ -144,15 +141,6 @@ fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> 
         signal_hook::flag::register(sig, flag.clone())?;
     }
     Ok(flag)
-}
-
-fn default_socket() -> PathBuf {
-    let m = PathBuf::from(MOBILE_SOCKET);
-    if m.exists() {
-        m
-    } else {
-        PathBuf::from(ANCHOR_SOCKET)
-    }
 }
 
 fn print_response(r: control::Response, json: bool) -> anyhow::Result<()> {

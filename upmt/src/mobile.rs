@@ -128,8 +128,13 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
 
     // The control socket first: a second daemon fails here, before touching the TUN.
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Incoming>();
-    let _ctl = control::Server::start(&cfg.control.socket, ctl_tx)
-        .with_context(|| format!("control socket {}", cfg.control.socket.display()))?;
+    let ctl_path = cfg
+        .control
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::default_socket(control::Role::Mobile));
+    let _ctl = control::Server::start(&ctl_path, ctl_tx)
+        .with_context(|| format!("control socket {}", ctl_path.display()))?;
 
     let mut ecfg = EngineConfig::new(Mode::Mobile, &tun);
     ecfg.shards = cfg.dataplane.shards;
