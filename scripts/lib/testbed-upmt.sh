@@ -47,15 +47,15 @@ upmt_start() {
         say "upmt already running (prefix $PREFIX)"
         return 0
     fi
-    nx an env RUST_LOG="${RUST_LOG:-info}" "$bin" anchor --config "$ROOT/examples/anchor.toml" \
-        >"$dir/anchor.log" 2>&1 &
+    ip netns exec "${PREFIX}an" env RUST_LOG="${RUST_LOG:-info}" "$bin" anchor --config "$ROOT/examples/anchor.toml" \
+        >"$dir/anchor.log" 2>&1 9>&- &
     echo $! >"$STATE/upmt-anchor.pid"
     poll 250 0.02 test -S "$(upmt_sock an anchor)" || {
         cat "$dir/anchor.log" >&2
         die "the anchor did not start"
     }
-    nx mh env RUST_LOG="${RUST_LOG:-info}" "$bin" mobile --config "$ROOT/examples/mobile.toml" \
-        >"$dir/mobile.log" 2>&1 &
+    ip netns exec "${PREFIX}mh" env RUST_LOG="${RUST_LOG:-info}" "$bin" mobile --config "$ROOT/examples/mobile.toml" \
+        >"$dir/mobile.log" 2>&1 9>&- &
     echo $! >"$STATE/upmt-mobile.pid"
     poll 500 0.03 upmt_tunnels_up "$bin" || {
         echo "--- anchor log" >&2
