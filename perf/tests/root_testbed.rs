@@ -257,10 +257,6 @@ fn up_and_down_leave_nothing_behind_and_are_idempotent() {
     // `down` twice is harmless; `status` says down.
     tb.ok(&["down"]);
     assert_eq!(tb.run(&["status"]).status.code(), Some(3));
-    // The reserved verb.
-    let upmt = tb.run(&["upmt", "start"]);
-    assert_eq!(upmt.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&upmt.stderr).contains("not available yet"));
 }
 
 #[test]
@@ -302,13 +298,27 @@ fn mh_reaches_ch_over_each_access_network() {
     // The anchor's public NAT address is routed to the anchor by the core router.
     let route = tb.exec("inet", &["ip", "route", "get", "198.18.2.100"]);
     assert!(String::from_utf8_lossy(&route.stdout).contains("via 198.18.2.1"));
-    // The NAT's UDP mapping timeout is settable.
+    // The NATs' UDP mapping timeout is settable, with `nat` or with `up` (also when up).
+    let timeout = |nat: &str, which: &str| -> String {
+        let path = format!("/proc/sys/net/netfilter/nf_conntrack_udp_timeout{which}");
+        let o = tb.exec(nat, &["cat", &path]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
     tb.ok(&["nat", "nat0", "udp-timeout", "7"]);
-    let t = tb.exec(
-        "nat0",
-        &["cat", "/proc/sys/net/netfilter/nf_conntrack_udp_timeout"],
+    assert_eq!(
+        (timeout("nat0", ""), timeout("nat0", "_stream")),
+        ("7".into(), "7".into())
     );
-    assert_eq!(String::from_utf8_lossy(&t.stdout).trim(), "7");
+    assert_eq!(timeout("nat1", ""), "30");
+    tb.ok(&["up", "--nat-udp-timeout", "9"]);
+    assert_eq!(
+        (timeout("nat0", ""), timeout("nat1", "_stream")),
+        ("9".into(), "9".into())
+    );
+    assert!(!tb
+        .run(&["nat", "nat0", "udp-timeout", "0"])
+        .status
+        .success());
 }
 
 #[test]

@@ -33,6 +33,10 @@ struct Args {
     /// PID file, written once both ports are open.
     #[arg(long)]
     pid_file: Option<PathBuf>,
+    /// SCHED_FIFO priority of the relay loop (keeps deadlines on a loaded machine);
+    /// 0 keeps the normal scheduling class.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=99))]
+    realtime: i32,
     /// Only parse this configuration file and report errors.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["port_a", "port_b", "config"])]
     check_config: Option<PathBuf>,
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         config,
         status: args.status,
         pid_file: args.pid_file,
+        realtime: (args.realtime > 0).then_some(args.realtime),
     };
     match engine::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 
 use super::config::Config;
 use super::link::{Dir, Link};
-use crate::sys::{poll_readable, set_timer_slack, PacketSocket, Signal, SignalFd};
+use crate::sys::{poll_readable, set_realtime, set_timer_slack, PacketSocket, Signal, SignalFd};
 
 /// Receive buffer: virtio-net header + the largest GSO frame a veth passes (64 KB), with
 /// room to spare; larger frames are counted as truncated and dropped.
@@ -37,6 +37,8 @@ pub struct Options {
     pub status: Option<PathBuf>,
     /// PID file, written once both ports are open (scripts wait for it).
     pub pid_file: Option<PathBuf>,
+    /// `SCHED_FIFO` priority (1-99) for the event loop; `None` keeps the normal class.
+    pub realtime: Option<i32>,
 }
 
 /// Reads and parses a configuration file.
@@ -52,6 +54,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let mut cfg = load_config(&opts.config)?;
     if let Err(e) = set_timer_slack(Duration::from_micros(1)) {
         eprintln!("upmt-linkemu: timer slack not set ({e}); deadlines may be up to 50 us late");
+    }
+    if let Some(prio) = opts.realtime {
+        if let Err(e) = set_realtime(prio) {
+            eprintln!(
+                "upmt-linkemu: SCHED_FIFO {prio} not set ({e}); a loaded machine may delay frames"
+            );
+        }
     }
     let a = PacketSocket::open(&opts.port_a).with_context(|| format!("port a {}", opts.port_a))?;
     let b = PacketSocket::open(&opts.port_b).with_context(|| format!("port b {}", opts.port_b))?;

@@ -7,5 +7,5 @@ mod poll;
 mod signal;
 
 pub use packet::PacketSocket;
-pub use poll::{poll_readable, set_timer_slack};
+pub use poll::{poll_readable, set_realtime, set_timer_slack};
 pub use signal::{Signal, SignalFd};
