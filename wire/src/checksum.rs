@@ -63,6 +63,7 @@ fn ne64(chunk: &[u8]) -> u64 {
 }
 
 /// Folds a wide one's-complement accumulator to 16 bits (end-around carry).
+#[inline]
 pub fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
@@ -71,12 +72,14 @@ pub fn fold(mut acc: u64) -> u16 {
 }
 
 /// One's-complement sum of several 16-bit sums.
+#[inline]
 pub fn combine(sums: &[u16]) -> u16 {
     fold(sums.iter().map(|&s| u64::from(s)).sum())
 }
 
 /// Sum of an IPv4 pseudo-header (RFC 768, RFC 793 section 3.1): source and destination
 /// address, zero, protocol, upper-layer length.
+#[inline]
 pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, len: u16) -> u16 {
     let acc = addr4_sum(src) + addr4_sum(dst) + u64::from(u8::from(proto)) + u64::from(len);
     fold(acc)
@@ -84,6 +87,7 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, len: u1
 
 /// Sum of an IPv6 pseudo-header (RFC 8200 section 8.1): source and destination address,
 /// 32-bit upper-layer packet length, three zero bytes, next header.
+#[inline]
 pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, len: u32) -> u16 {
     let acc = addr6_sum(src)
         + addr6_sum(dst)
@@ -96,16 +100,19 @@ pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, len: u3
 /// Sum of the pseudo-header for either family. Both addresses are expected to be of the same
 /// family; if not, each address still contributes its own words (no panic), which matches no
 /// real packet.
+#[inline]
 pub fn pseudo_header(src: IpAddr, dst: IpAddr, proto: IpProtocol, len: u32) -> u16 {
     let acc = addr_sum(src) + addr_sum(dst) + u64::from(u8::from(proto));
     fold(acc + u64::from(len >> 16) + u64::from(len & 0xffff))
 }
 
 /// Folded sum of the words of an address (4 or 16 bytes).
+#[inline]
 pub fn addr_words(addr: IpAddr) -> u16 {
     fold(addr_sum(addr))
 }
 
+#[inline]
 fn addr_sum(addr: IpAddr) -> u64 {
     match addr {
         IpAddr::V4(a) => addr4_sum(a),
@@ -113,11 +120,13 @@ fn addr_sum(addr: IpAddr) -> u64 {
     }
 }
 
+#[inline]
 fn addr4_sum(a: Ipv4Addr) -> u64 {
     let v = u32::from(a);
     u64::from(v >> 16) + u64::from(v & 0xffff)
 }
 
+#[inline]
 fn addr6_sum(a: Ipv6Addr) -> u64 {
     a.segments().iter().map(|&s| u64::from(s)).sum()
 }
@@ -131,6 +140,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 // checksum into -0 (0xffff is never produced from a non-zero sum).
 /// Incremental update of checksum `csum` when a covered 16-bit word changes from `old` to
 /// `new` (RFC 1624 eqn. 3).
+#[inline]
 pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
     let acc = u64::from(!csum) + u64::from(!old) + u64::from(new);
     !fold(acc)
@@ -138,6 +148,7 @@ pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
 
 /// Incremental update when an aligned 32-bit word changes (e.g. an IPv4 address, a TCP
 /// sequence number).
+#[inline]
 pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
     let old_sum = fold(u64::from(old >> 16) + u64::from(old & 0xffff));
     let new_sum = fold(u64::from(new >> 16) + u64::from(new & 0xffff));
@@ -147,12 +158,14 @@ pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
 /// Incremental update when covered data whose folded sum was `old_sum` now sums to
 /// `new_sum` (RFC 1624 eqn. 3 applied to a whole region: ~(a + b) = ~a + ~b in one's
 /// complement).
+#[inline]
 pub fn update_sum(csum: u16, old_sum: u16, new_sum: u16) -> u16 {
     update_u16(csum, old_sum, new_sum)
 }
 
 /// Incremental update for an address change covered by the checksum (an IPv4 header address,
 /// or a pseudo-header address of TCP, UDP or ICMPv6).
+#[inline]
 pub fn update_addr(csum: u16, old: IpAddr, new: IpAddr) -> u16 {
     update_u16(csum, addr_words(old), addr_words(new))
 }
@@ -161,6 +174,7 @@ pub fn update_addr(csum: u16, old: IpAddr, new: IpAddr) -> u16 {
 /// pseudo-header changes from `old_addr` to `new_addr` and the port (or ICMP identifier)
 /// changes from `old_port` to `new_port`. Works for UDP only when the checksum is in use:
 /// see [`udp_update`].
+#[inline]
 pub fn update_addr_port(
     csum: u16,
     old_addr: IpAddr,
@@ -180,6 +194,7 @@ pub fn update_addr_port(
 /// Applies an incremental update (folded sums `old_sum` -> `new_sum`) to a UDP checksum,
 /// honouring the zero-checksum rule: over IPv4 a checksum of 0 means "none" and stays 0; an
 /// updated checksum that comes out as 0 is sent as `0xffff`.
+#[inline]
 pub fn udp_update(csum: u16, old_sum: u16, new_sum: u16, is_ipv4: bool) -> u16 {
     if csum == 0 && is_ipv4 {
         return 0;
@@ -188,6 +203,7 @@ pub fn udp_update(csum: u16, old_sum: u16, new_sum: u16, is_ipv4: bool) -> u16 {
 }
 
 /// Maps a computed UDP checksum of 0 to `0xffff` (RFC 768).
+#[inline]
 pub fn udp_nonzero(csum: u16) -> u16 {
     if csum == 0 {
         0xffff
@@ -210,33 +226,39 @@ impl Delta {
     }
 
     /// A 16-bit word changed from `old` to `new` (or a region whose folded sum changed).
+    #[inline]
     pub fn word(&mut self, old: u16, new: u16) {
         self.0 += u64::from(!old) + u64::from(new);
     }
 
     /// An aligned 32-bit word changed.
+    #[inline]
     pub fn u32(&mut self, old: u32, new: u32) {
         self.word((old >> 16) as u16, (new >> 16) as u16);
         self.word(old as u16, new as u16);
     }
 
     /// An address changed (4 or 16 bytes, aligned).
+    #[inline]
     pub fn addr(&mut self, old: IpAddr, new: IpAddr) {
         self.word(addr_words(old), addr_words(new));
     }
 
     /// Adds another change under the same checksum.
+    #[inline]
     pub fn add(&mut self, other: Delta) {
         self.0 += other.0;
     }
 
     /// The checksum `csum` patched with the change.
+    #[inline]
     pub fn apply(self, csum: u16) -> u16 {
         !fold(u64::from(!csum) + self.0)
     }
 
     /// Like [`apply`](Self::apply) for a UDP checksum (zero-checksum rule, see
     /// [`udp_update`]).
+    #[inline]
     pub fn apply_udp(self, csum: u16, is_ipv4: bool) -> u16 {
         if csum == 0 && is_ipv4 {
             return 0;
