@@ -32,15 +32,15 @@ fn per_packet(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("nat_outbound", name), |b| {
                 b.iter(|| {
                     i = (i + 1) & (SAMPLE - 1);
-                    let mut p = f.out[i];
-                    black_box(f.table.translate_outbound(t0, f.out_vipa[i], &mut p));
+                    let (vipa, mut p) = f.out_packet(i);
+                    black_box(f.table.translate_outbound(t0, vipa, &mut p));
                     black_box(p);
                 })
             });
             g.bench_function(BenchmarkId::new("nat_inbound", name), |b| {
                 b.iter(|| {
                     i = (i + 1) & (SAMPLE - 1);
-                    let mut p = f.inb[i];
+                    let mut p = f.in_packet(i);
                     black_box(f.table.translate_inbound(t0, &mut p));
                     black_box(p);
                 })
@@ -52,7 +52,7 @@ fn per_packet(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("nat_eif_inbound", name), |b| {
                 b.iter(|| {
                     i = (i + 1) & (SAMPLE - 1);
-                    let mut p = f.inb[i];
+                    let mut p = f.in_packet(i);
                     black_box(f.table.translate_inbound(t0, &mut p));
                     black_box(p);
                 })
@@ -66,15 +66,15 @@ fn per_packet(c: &mut Criterion) {
                 b.iter(|| {
                     i = (i + 1) & (SAMPLE - 1);
                     now += 1;
-                    let mut p = f.out[i];
-                    black_box(base_outbound(&f.table, now, f.out_vipa[i], &mut p));
+                    let (vipa, mut p) = f.out_packet(i);
+                    black_box(base_outbound(&f.table, now, vipa, &mut p));
                     black_box(p);
                 })
             });
             g.bench_function(BenchmarkId::new("mutex_inbound", name), |b| {
                 b.iter(|| {
                     i = (i + 1) & (SAMPLE - 1);
-                    let mut p = f.inb[i];
+                    let mut p = f.in_packet(i);
                     black_box(base_inbound(&f.table, &mut p));
                     black_box(p);
                 })
@@ -87,8 +87,9 @@ fn per_packet(c: &mut Criterion) {
 /// Inbound translations per second with 1 and 2 threads sharing one table (1M mappings).
 fn threads(c: &mut Criterion) {
     let t0 = Instant::now();
-    const PER_THREAD: u64 = 200_000;
+    const PER_THREAD: u64 = 50_000;
     let mut g = c.benchmark_group("read_threads/1M");
+    g.sample_size(20);
     let (nf, _) = nat_fixture(1_000_000, Filtering::AddressDependent, t0);
     let (bf, _) = base_fixture(1_000_000);
     for t in [1u64, 2] {
@@ -104,7 +105,7 @@ fn threads(c: &mut Criterion) {
                                 let mut i = (k as usize) * 7919;
                                 for _ in 0..PER_THREAD {
                                     i = (i + 1) & (SAMPLE - 1);
-                                    let mut p = f.inb[i];
+                                    let mut p = f.in_packet(i);
                                     black_box(f.table.translate_inbound(t0, &mut p));
                                 }
                             });
@@ -125,7 +126,7 @@ fn threads(c: &mut Criterion) {
                                 let mut i = (k as usize) * 7919;
                                 for _ in 0..PER_THREAD {
                                     i = (i + 1) & (SAMPLE - 1);
-                                    let mut p = f.inb[i];
+                                    let mut p = f.in_packet(i);
                                     black_box(base_inbound(&f.table, &mut p));
                                 }
                             });

@@ -2,7 +2,6 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::Timeouts;
@@ -223,8 +222,6 @@ pub(crate) struct Mapping {
     pub(crate) first_remote: Remote,
     /// Last outbound packet to `first_remote` (ms).
     pub(crate) first_seen: AtomicU64,
-    /// Remote endpoints with a filtering permission, for cleanup (slow path only).
-    pub(crate) perms: Mutex<Vec<Remote>>,
 }
 
 impl Mapping {
@@ -247,7 +244,6 @@ impl Mapping {
             sched: AtomicU64::new(0),
             first_remote,
             first_seen: AtomicU64::new(now_ms),
-            perms: Mutex::new(Vec::new()),
         }
     }
 

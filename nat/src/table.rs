@@ -18,6 +18,8 @@ pub(crate) type PMap<K, V> = papaya::HashMap<K, V, KeyHashState>;
 
 /// Granularity of the expiry timer queue.
 const BUCKET_MS: u64 = 1000;
+/// Mappings examined per hold of the slow-path lock in [`Nat::expire`].
+const EXPIRE_BATCH: usize = 4096;
 /// Random probes tried by the port allocator before it scans the range.
 const RANDOM_PROBES: usize = 64;
 
@@ -40,6 +42,9 @@ pub struct Nat {
     slow: Mutex<Slow>,
     live: AtomicUsize,
     pub(crate) counters: Counters,
+    /// The public addresses as sorted integers, and their span, for a quick membership test.
+    public_sorted: Vec<u32>,
+    public_span: (u32, u32),
 }
 
 /// State behind the slow-path lock.
@@ -47,6 +52,8 @@ pub struct Nat {
 struct Slow {
     /// VIPA -> outbound keys of its mappings.
     hosts: HashMap<Ipv4Addr, HashSet<Key>>,
+    /// Mapping (inbound key) -> remotes with a permission besides its first one.
+    perm_lists: HashMap<Key, Vec<Remote>>,
     /// Timer queue: bucket (deadline in seconds, rounded up) -> mappings filed there.
     wheel: BTreeMap<u64, Vec<Arc<Mapping>>>,
     rng: u64,
@@ -133,6 +140,13 @@ impl Nat {
             .shared_collector(s)
             .build();
         let rng = fmix64(cfg.seed ^ 0x706f_7274) | 1;
+        let mut public_sorted: Vec<u32> = cfg.public_addrs.iter().map(|a| u32::from(*a)).collect();
+        public_sorted.sort_unstable();
+        public_sorted.dedup();
+        let public_span = (
+            public_sorted.first().copied().unwrap_or(0),
+            public_sorted.last().copied().unwrap_or(0),
+        );
         Ok(Nat {
             cfg,
             epoch: OnceLock::new(),
@@ -147,6 +161,8 @@ impl Nat {
             }),
             live: AtomicUsize::new(0),
             counters: Counters::default(),
+            public_sorted,
+            public_span,
         })
     }
 }
@@ -201,7 +217,11 @@ impl Nat {
     /// `true` if `addr` is one of the NAT's public addresses.
     #[inline]
     pub(crate) fn is_public(&self, addr: Ipv4Addr) -> bool {
-        self.cfg.public_addrs.contains(&addr)
+        let a = u32::from(addr);
+        // most outbound destinations are outside the pool's span: two compares
+        a >= self.public_span.0
+            && a <= self.public_span.1
+            && self.public_sorted.binary_search(&a).is_ok()
     }
 
     /// The live mapping for an outbound key, or `None` (lock-free).
@@ -366,7 +386,7 @@ impl Nat {
         {
             self.inb.remove(&ikey, guard);
         }
-        self.clear_permissions(m, guard);
+        self.clear_permissions(slow, m, guard);
         if let Some(set) = slow.hosts.get_mut(&m.vipa) {
             set.remove(&key);
             if set.is_empty() {
@@ -402,34 +422,51 @@ impl Nat {
     pub fn expire(&self, now: Instant) -> usize {
         let now_ms = self.now_ms(now);
         let guard = self.guard();
-        let mut slow = self.lock_slow();
         let now_bucket = now_ms / BUCKET_MS;
         let mut removed = 0usize;
-        while let Some(entry) = slow.wheel.first_entry() {
-            if *entry.key() > now_bucket {
-                break;
-            }
-            let (bucket, list) = entry.remove_entry();
-            for m in list {
-                if m.sched.load(Ordering::Relaxed) != bucket || m.is_dead() {
-                    continue; // stale entry: filed elsewhere since, or already removed
+        // The lock is released every EXPIRE_BATCH mappings so that a mass expiry (say 1M
+        // mappings created in the same second) never stalls flow creation on the shards.
+        'batches: loop {
+            let mut slow = self.lock_slow();
+            let mut budget = EXPIRE_BATCH;
+            loop {
+                let Some(mut entry) = slow.wheel.first_entry() else {
+                    break 'batches;
+                };
+                let bucket = *entry.key();
+                if bucket > now_bucket {
+                    break 'batches;
                 }
-                let mut seen = m.last_seen();
-                let mut deadline = m.deadline_ms(seen, &self.cfg.timeouts);
-                if deadline <= now_ms {
-                    if m.kill_if_unchanged(seen) {
-                        self.unlink(&mut slow, &m, &guard);
-                        removed += 1;
-                        continue;
+                if budget == 0 {
+                    continue 'batches;
+                }
+                let take = budget.min(entry.get().len());
+                let len = entry.get().len();
+                let batch: Vec<Arc<Mapping>> = entry.get_mut().drain(len - take..).collect();
+                if entry.get().is_empty() {
+                    entry.remove();
+                }
+                budget -= take;
+                for m in batch {
+                    if m.sched.load(Ordering::Relaxed) != bucket || m.is_dead() {
+                        continue; // stale entry: filed elsewhere since, or already removed
                     }
-                    // refreshed concurrently: keep it
-                    seen = m.last_seen();
-                    deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                    let mut seen = m.last_seen();
+                    let mut deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                    if deadline <= now_ms {
+                        if m.kill_if_unchanged(seen) {
+                            self.unlink(&mut slow, &m, &guard);
+                            removed += 1;
+                            continue;
+                        }
+                        // refreshed concurrently: keep it
+                        seen = m.last_seen();
+                        deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                    }
+                    slow.schedule(m, deadline.max(now_ms + 1));
                 }
-                slow.schedule(m, deadline.max(now_ms + 1));
             }
         }
-        drop(slow);
         self.expire_fragments(now_ms, &guard);
         self.counters.expired(removed as u64);
         removed
@@ -516,7 +553,8 @@ impl Nat {
         self.add_permission(m, pk, remote, now_ms, guard);
     }
 
-    /// Slow path of [`Nat::permit`]: takes the mapping's own permission-list lock.
+    /// Slow path of [`Nat::permit`] (a new remote for an existing mapping): takes the
+    /// slow-path lock, like creation.
     #[cold]
     fn add_permission(
         &self,
@@ -526,12 +564,13 @@ impl Nat {
         now_ms: u64,
         guard: &impl Guard,
     ) {
-        let mut list = m.perms.lock().unwrap_or_else(PoisonError::into_inner);
-        // unlink() marks the mapping dead before it drains this list under the same lock,
-        // so a permission added here is either seen by it or not added at all.
+        // The slow-path lock: unlink() kills and drains a mapping under it, so a permission
+        // added here is either seen by it or not added at all.
+        let mut slow = self.lock_slow();
         if m.is_dead() || self.perms.contains_key(&pk, guard) {
             return;
         }
+        let list = slow.perm_lists.entry(m.in_key()).or_default();
         let cap = self.cfg.max_permissions_per_mapping.max(1);
         if list.len() >= cap {
             // forget the least recently used remote
@@ -580,9 +619,9 @@ impl Nat {
         }
     }
 
-    fn clear_permissions(&self, m: &Mapping, guard: &impl Guard) {
-        let list = std::mem::take(&mut *m.perms.lock().unwrap_or_else(PoisonError::into_inner));
+    fn clear_permissions(&self, slow: &mut Slow, m: &Mapping, guard: &impl Guard) {
         let ikey = m.in_key();
+        let list = slow.perm_lists.remove(&ikey).unwrap_or_default();
         for r in list {
             self.perms.remove(&PermKey::new(ikey, r), guard);
         }

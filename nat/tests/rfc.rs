@@ -815,3 +815,27 @@ fn concurrent_inbound_and_outbound_with_expiry() {
     n.expire(t0 + secs(10_000));
     assert!(n.is_empty());
 }
+
+#[test]
+fn mass_expiry_in_batches_removes_everything() {
+    let mut c = cfg(Filtering::AddressDependent);
+    c.max_mappings_per_host = 100_000;
+    let n = Nat::new(c).unwrap();
+    let t0 = Instant::now();
+    for i in 0..10_000u16 {
+        let host = Ipv4Addr::new(100, 64, 2, (i % 200) as u8);
+        let mut p = udp(host, 20_000 + i, CH, 53);
+        assert_eq!(n.translate_outbound(t0, host, &mut p), Verdict::ToInternet);
+    }
+    assert_eq!(n.len(), 10_000);
+    // refresh a few, so the sweep re-files them
+    for i in 0..10u16 {
+        let host = Ipv4Addr::new(100, 64, 2, (i % 200) as u8);
+        n.translate_outbound(t0 + secs(100), host, &mut udp(host, 20_000 + i, CH, 53));
+    }
+    assert_eq!(n.expire(t0 + secs(300)), 9_990);
+    assert_eq!(n.len(), 10);
+    assert_eq!(n.expire(t0 + secs(400)), 10);
+    assert!(n.is_empty());
+    assert_eq!(n.next_expiry(), None);
+}

@@ -74,11 +74,40 @@ pub fn picks(n: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
+/// A table plus the flows to drive through it. The packet is one hot template whose
+/// addresses and ports are patched per packet from a compact, sequentially read flow list
+/// (as a data plane's freshly received buffer is hot), while the flows are picked at random
+/// across the whole table (so the table itself is cold at 100k and 1M mappings).
 pub struct Fixture<T> {
     pub table: T,
-    pub out: Vec<[u8; PKT]>,
-    pub out_vipa: Vec<Ipv4Addr>,
-    pub inb: Vec<[u8; PKT]>,
+    /// Outbound flows: (VIPA, host port).
+    pub out: Vec<(Ipv4Addr, u16)>,
+    /// Inbound flows: (public address, public port).
+    pub inb: Vec<(Ipv4Addr, u16)>,
+    pub out_template: [u8; PKT],
+    pub in_template: [u8; PKT],
+}
+
+impl<T> Fixture<T> {
+    /// The i-th outbound packet (template patched with the flow's source).
+    #[inline]
+    pub fn out_packet(&self, i: usize) -> (Ipv4Addr, [u8; PKT]) {
+        let (vipa, port) = self.out[i];
+        let mut p = self.out_template;
+        p[12..16].copy_from_slice(&vipa.octets());
+        p[20..22].copy_from_slice(&port.to_be_bytes());
+        (vipa, p)
+    }
+
+    /// The i-th inbound packet (template patched with the flow's destination).
+    #[inline]
+    pub fn in_packet(&self, i: usize) -> [u8; PKT] {
+        let (public, port) = self.inb[i];
+        let mut p = self.in_template;
+        p[16..20].copy_from_slice(&public.octets());
+        p[22..24].copy_from_slice(&port.to_be_bytes());
+        p
+    }
 }
 
 pub fn nat_fixture(n: usize, filtering: Filtering, t0: Instant) -> (Fixture<Nat>, usize) {
@@ -102,25 +131,18 @@ pub fn nat_fixture(n: usize, filtering: Filtering, t0: Instant) -> (Fixture<Nat>
     let rss = rss_bytes()
         .saturating_sub(rss0)
         .saturating_sub(mapped.capacity() * 8);
+    (fixture(nat, n, &mapped), rss)
+}
+
+fn fixture<T>(table: T, n: usize, mapped: &[(Ipv4Addr, u16)]) -> Fixture<T> {
     let idx = picks(n, 0x9e37_79b9);
-    let out = idx
-        .iter()
-        .map(|&i| udp(flow(i).0, flow(i).1, CH, 53))
-        .collect();
-    let out_vipa = idx.iter().map(|&i| flow(i).0).collect();
-    let inb = idx
-        .iter()
-        .map(|&i| udp(CH, 53, mapped[i].0, mapped[i].1))
-        .collect();
-    (
-        Fixture {
-            table: nat,
-            out,
-            out_vipa,
-            inb,
-        },
-        rss,
-    )
+    Fixture {
+        table,
+        out: idx.iter().map(|&i| flow(i)).collect(),
+        inb: idx.iter().map(|&i| mapped[i]).collect(),
+        out_template: udp(flow(0).0, flow(0).1, CH, 53),
+        in_template: udp(CH, 53, mapped[0].0, mapped[0].1),
+    }
 }
 
 // ---- the baseline: the same mapping and rewrite behind one Mutex<HashMap> ----
@@ -211,23 +233,5 @@ pub fn base_fixture(n: usize) -> (Fixture<Mutex<Baseline>>, usize) {
     let rss = rss_bytes()
         .saturating_sub(rss0)
         .saturating_sub(mapped.capacity() * 8);
-    let idx = picks(n, 0x9e37_79b9);
-    let out = idx
-        .iter()
-        .map(|&i| udp(flow(i).0, flow(i).1, CH, 53))
-        .collect();
-    let out_vipa = idx.iter().map(|&i| flow(i).0).collect();
-    let inb = idx
-        .iter()
-        .map(|&i| udp(CH, 53, mapped[i].0, mapped[i].1))
-        .collect();
-    (
-        Fixture {
-            table: Mutex::new(b),
-            out,
-            out_vipa,
-            inb,
-        },
-        rss,
-    )
+    (fixture(Mutex::new(b), n, &mapped), rss)
 }
