@@ -144,14 +144,18 @@ fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> 
 }
 
 fn print_response(r: control::Response, json: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
     match r {
         control::Response::Ok { value } => {
             // The human form is the same document, indented; `--json` is compact for machines.
-            if json {
-                println!("{}", serde_json::to_string(&value)?);
+            let text = if json {
+                serde_json::to_string(&value)?
             } else {
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            }
+                serde_json::to_string_pretty(&value)?
+            };
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`upmt status | head`) is not an error worth a panic.
+            let _ = writeln!(out, "{text}");
             Ok(())
         }
         control::Response::Error { message } => anyhow::bail!("{message}"),

@@ -631,9 +631,10 @@ impl Mobile {
     /// and tells the anchor inside that tunnel.
     fn reroute(&mut self, now: Instant) {
         let best = self.best();
-        if best != self.default {
+        let old_default = self.default;
+        if best != old_default {
             tracing::info!(
-                from = ?self.default.and_then(|l| self.iface_of(l)),
+                from = ?old_default.and_then(|l| self.iface_of(l)),
                 to = ?best.and_then(|l| self.iface_of(l)),
                 "default path"
             );
@@ -642,21 +643,28 @@ impl Mobile {
         }
         let Some(to) = best else { return };
         let stats = self.engine.handle().stats();
-        let stranded: Vec<FlowKey> = stats
-            .flows
-            .iter()
-            .filter(|f| match f.tunnel {
-                Some(t) => t != to && !self.tunnels.get(&t).is_some_and(|t| t.usable()),
-                None => false,
-            })
-            .map(|f| f.key)
-            .collect();
-        if stranded.is_empty() {
-            return;
+        // Flows pinned to a tunnel that is no longer usable move (uplink and downlink);
+        // flows that follow the default moved with it above, and the anchor must be told
+        // so that their downlink follows at once, even while nothing goes up.
+        let mut pinned = Vec::new();
+        let mut signal = Vec::new();
+        for f in &stats.flows {
+            match f.tunnel {
+                Some(t) if t != to && !self.tunnels.get(&t).is_some_and(|t| t.usable()) => {
+                    pinned.push(f.key);
+                    signal.push(f.key);
+                }
+                None if old_default != Some(to) => signal.push(f.key),
+                _ => {}
+            }
         }
-        let set = stranded.iter().map(|k| (*k, Some(to))).collect();
-        let _ = self.engine.handle().send(Command::SetFlows(set));
-        self.signal_moves(now, to, &stranded);
+        if !pinned.is_empty() {
+            let set = pinned.iter().map(|k| (*k, Some(to))).collect();
+            let _ = self.engine.handle().send(Command::SetFlows(set));
+        }
+        if !signal.is_empty() {
+            self.signal_moves(now, to, &signal);
+        }
     }
 
     fn iface_of(&self, link: u32) -> Option<String> {

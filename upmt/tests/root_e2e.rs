@@ -408,10 +408,20 @@ fn keepalives_hold_the_local_nat_pinholes() {
     tb.ok(&["nat", "nat0", "udp-timeout", "10"]);
     tb.ok(&["nat", "nat1", "udp-timeout", "10"]);
     tb.upmt_start();
-    let before = tb.status("an")["hosts"][0]["tunnels"].clone();
+    let addrs = |tb: &Tb| {
+        let mut v: Vec<String> = tb.status("an")["hosts"][0]["tunnels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| format!("{} {}", t["id"], t["addr"]))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = addrs(&tb);
     // Idle for a minute: six times the NATs' UDP timeout.
     std::thread::sleep(Duration::from_secs(60));
-    let after = tb.status("an")["hosts"][0]["tunnels"].clone();
+    let after = addrs(&tb);
     assert_eq!(
         before, after,
         "the tunnels' outer addresses changed: a pinhole closed"
