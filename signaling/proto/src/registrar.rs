@@ -347,7 +347,7 @@ impl Registrar {
             }
             return;
         }
-        let reply = self.on_request(now, path, &req);
+        let reply = self.on_request(now, path, &req, data.len());
         let bytes = reply.resp.encode();
         let mut tx = ServerTransaction::new();
         let send =
@@ -436,13 +436,13 @@ impl Registrar {
         Response::to_request(req, status, reason, &tag, Some(path.remote()))
     }
 
-    fn on_request(&mut self, now: Instant, path: Path, req: &Request) -> Reply {
+    fn on_request(&mut self, now: Instant, path: Path, req: &Request, req_len: usize) -> Reply {
         let authed = |resp| Reply {
             resp,
             unauthenticated: false,
         };
         match req.method {
-            Method::Register => self.on_register(now, path, req),
+            Method::Register => self.on_register(now, path, req, req_len),
             Method::Message => authed(self.on_message(now, path, req)),
             Method::Options => {
                 let mut r = self.respond(req, path, 200, None);
@@ -503,8 +503,7 @@ impl Registrar {
     }
 
     /// RFC 3261 §10.3 (processing REGISTER requests), with Digest per §22.4 / RFC 7616.
-    fn on_register(&mut self, now: Instant, path: Path, req: &Request) -> Reply {
-        let req_len = req.encode().len();
+    fn on_register(&mut self, now: Instant, path: Path, req: &Request, req_len: usize) -> Reply {
         let Some(user) = req.head.to.user().map(str::to_owned) else {
             let r = self.respond(req, path, 400, Some("To Has No User"));
             return Reply {
