@@ -23,7 +23,7 @@
 #   Rate is a tbf qdisc (mh:IFACE for the uplink, nat:lan for the downlink); blackhole is an
 #   nftables drop table in the NAT (the interface stays up, packets vanish).
 #
-# Usage: scripts/testbed.sh [--prefix P] VERB ...   (as root; docs/TESTBED.md has the details)
+# Usage: scripts/testbed.sh [--prefix P] [-q] VERB ...   (as root; docs/TESTBED.md has the details)
 #   up [--nat-udp-timeout S]        build the topology (harmless when already up)
 #   down                            remove every namespace and process it made (harmless twice)
 #   status                          addresses, routes, impairments, emulator counters
@@ -233,10 +233,13 @@ cmd_down() {
     need_root
     lock
     if ! any_ns_exists && [ ! -d "$STATE" ]; then
+        rm -f "$STATE_BASE/$PREFIX.lock"
         say "nothing to do (prefix $PREFIX is down)"
         return 0
     fi
     teardown
+    # Nothing of this prefix is left, not even its lock file.
+    rm -f "$STATE_BASE/$PREFIX.lock"
     say "down (prefix $PREFIX)"
 }
 

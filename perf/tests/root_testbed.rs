@@ -247,6 +247,8 @@ fn up_and_down_leave_nothing_behind_and_are_idempotent() {
     tb.ok(&["down"]);
     assert!(tb.ns().is_empty(), "namespaces left: {:?}", tb.ns());
     assert!(!tb.state_dir().exists());
+    let lock = format!("/run/upmt-testbed/{}.lock", tb.prefix);
+    assert!(!Path::new(&lock).exists(), "{lock} left behind");
     assert!(emulators_mentioning(&state).is_empty());
     let sleeper_state =
         std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap_or_default();

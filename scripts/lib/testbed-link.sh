@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154  # the L_* settings are assigned with printf -v (load_link)
 # `link` verbs of scripts/testbed.sh: impairments on the mobile host's access links.
 #
 # Per link IFACE (wlan0 -> nat0, umts0 -> nat1) the settings live in
