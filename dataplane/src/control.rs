@@ -55,6 +55,9 @@ pub struct EngineConfig {
     pub buffers: u16,
     /// Size of each buffer (>= TUN MTU + 108 bytes of recvmsg prefix).
     pub buffer_size: usize,
+    /// TUN transmit queue length (packets the kernel queues for the engine before dropping;
+    /// the kernel default of 500 overflows when a shard is scheduled late). `None`: leave it.
+    pub tun_queue_len: Option<u32>,
     /// Open the TUN with `IFF_VNET_HDR` (each packet carries a 10-byte virtio_net_hdr, which
     /// the engine skips on read and writes zeroed on write). Default off.
     pub vnet_hdr: bool,
@@ -96,7 +99,8 @@ impl EngineConfig {
             backend: Backend::Auto,
             listen: None,
             socket_buffer: 4 << 20,
-            buffers: 512,
+            buffers: 1024,
+            tun_queue_len: Some(4096),
             buffer_size: 2048,
             vnet_hdr: false,
             new_flow_wait: None,

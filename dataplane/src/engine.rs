@@ -218,6 +218,12 @@ impl Engine {
                 })?,
             );
         }
+        if let Some(q) = cfg.tun_queue_len {
+            sys::tun::set_txqueuelen(&cfg.tun_name, q).map_err(|source| EngineError::Tun {
+                name: cfg.tun_name.clone(),
+                source,
+            })?;
+        }
         sys::tun::set_up(&cfg.tun_name).map_err(|source| EngineError::Tun {
             name: cfg.tun_name.clone(),
             source,
@@ -415,6 +421,7 @@ impl Relay {
                     nonblocking: self.nonblocking,
                 };
                 let fd = sys::udp::bind(local, &opts)?;
+                sys::udp::connect(&fd, remote)?;
                 let bound = sys::udp::local_addr(&fd)?;
                 let t = self.tables.add_tunnel(Tunnel::new(
                     id,

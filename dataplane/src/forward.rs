@@ -496,6 +496,16 @@ pub(crate) mod bench_api {
         /// `mobile`: mobile host mode, else anchor. Tunnels 1 and 2 exist; at the anchor host 1
         /// (VIPA `vipa`) owns them, with peer addresses `peers`.
         pub fn new(mobile: bool, vipa: std::net::IpAddr, peers: [SocketAddr; 2]) -> BenchForwarder {
+            Self::with_nat(mobile, vipa, peers, Arc::new(KernelNat))
+        }
+
+        /// Same, with a NAT hook.
+        pub fn with_nat(
+            mobile: bool,
+            vipa: std::net::IpAddr,
+            peers: [SocketAddr; 2],
+            nat: Arc<dyn NatHook>,
+        ) -> BenchForwarder {
             let (tx, rx) = crossbeam_channel::bounded(1 << 16);
             let mode = if mobile { Mode::Mobile } else { Mode::Anchor };
             let tables = Arc::new(Tables::new(1 << 22));
@@ -511,7 +521,7 @@ pub(crate) mod bench_api {
                     tables,
                     stats: Arc::new(ShardStats::default()),
                     events: tx,
-                    nat: Arc::new(KernelNat),
+                    nat,
                     answer_keepalives: true,
                     hold: false,
                 },
@@ -522,6 +532,32 @@ pub(crate) mod bench_api {
         pub fn set_flow(&self, pkt: &[u8], tunnel: u32) {
             if let Some(k) = pkt::flow_key(pkt) {
                 self.0.tables.set_flow(k, Some(tunnel));
+            }
+        }
+        /// Inserts `n` flows `vipa:(port) -> 198.18.x.y:443` on tunnel 1 or 2 (for table-size
+        /// benches); returns their keys.
+        pub fn populate(&self, vipa: std::net::IpAddr, n: u32) -> Vec<FlowKey> {
+            (0..n)
+                .map(|i| {
+                    let k = FlowKey {
+                        proto: wire::IpProtocol::Tcp,
+                        src: vipa,
+                        dst: std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                            0xc612_0000 | (i >> 14),
+                        )),
+                        src_port: (i & 0x3fff) as u16 + 1024,
+                        dst_port: 443,
+                    };
+                    self.0.tables.set_flow(k, Some(1 + (i & 1)));
+                    k
+                })
+                .collect()
+        }
+        /// PAFT lookup only; returns the tunnel id (0 if none).
+        pub fn route(&self, key: &FlowKey) -> u32 {
+            match self.0.tables.route(key, 64) {
+                Route::Tunnel(t) => t,
+                _ => 0,
             }
         }
         /// TUN -> tunnel decision.

@@ -337,10 +337,11 @@ fn send(
     t: Arc<Tunnel>,
     stats: &crate::stats::ShardStats,
 ) {
-    let fd = match &t.socket {
-        TunnelSocket::Dedicated(fd) => fd.as_raw_fd(),
+    // Dedicated sockets are connected to the tunnel's remote (cached route, no name).
+    let (fd, to) = match &t.socket {
+        TunnelSocket::Dedicated(fd) => (fd.as_raw_fd(), None),
         TunnelSocket::Shared => match listen {
-            Some(l) => l.as_raw_fd(),
+            Some(l) => (l.as_raw_fd(), Some(&t.remote)),
             None => {
                 stats.drop_packet(DropReason::NoTunnel);
                 io.recycle_tun(bid);
@@ -349,7 +350,7 @@ fn send(
         },
     };
     let len = range.len();
-    match io.send_tun_buf(bid, range, fd, &t.remote) {
+    match io.send_tun_buf(bid, range, fd, to) {
         Ok(()) => {
             stats.net_tx.add(len);
             t.tx.add(len);

@@ -638,3 +638,222 @@ fn engine_end_to_end_fallback() {
 fn engine_end_to_end_io_uring_napt() {
     suite(Backend::Uring, NatMode::Napt);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Figures (not a pass/fail test): iperf3 single TCP flow mh -> an -> ch through the engine
+// (io_uring and fallback), through a naive one-packet-per-syscall relay, and through kernel
+// routing, in the same run. Run with:
+//   cargo test --release -p dataplane --test root_engine -- --ignored --nocapture figures
+// ---------------------------------------------------------------------------------------------
+
+fn iperf(bed: &Bed, secs: u32, extra: &str) -> f64 {
+    let out = Proc::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip netns exec {} iperf3 -c {CH} -t {secs} -J {extra}",
+            bed.mh
+        ))
+        .output()
+        .expect("iperf3");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// The naive relay: per direction one thread, one `read` + one `send_to` (or `recv` + `write`)
+/// per packet, blocking.
+fn naive_relay(bed: &Bed, mh_local: SocketAddr) -> Vec<std::thread::JoinHandle<()>> {
+    use std::fs::File;
+    let mut hs = Vec::new();
+    for (ns, local, peer) in [
+        (
+            bed.mh.clone(),
+            mh_local,
+            AN_TUNNEL.parse::<SocketAddr>().unwrap(),
+        ),
+        (bed.an.clone(), AN_TUNNEL.parse().unwrap(), mh_local),
+    ] {
+        let stop = bed.stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        hs.push(std::thread::spawn(move || {
+            dataplane::sys::netns::enter(&ns).unwrap();
+            let opts = dataplane::sys::tun::TunOptions {
+                name: "upmt0".into(),
+                vnet_hdr: false,
+                nonblocking: false,
+            };
+            let t1 = File::from(dataplane::sys::tun::open_queue(&opts).unwrap());
+            let t2 = t1.try_clone().unwrap();
+            let s1 = UdpSocket::bind(local).unwrap();
+            s1.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let s2 = s1.try_clone().unwrap();
+            tx.send(()).unwrap();
+            let st = stop.clone();
+            std::thread::spawn(move || {
+                let mut t2 = t2;
+                let mut b = vec![0u8; 65536];
+                while !st.load(Ordering::Relaxed) {
+                    if let Ok(n) = s2.recv(&mut b) {
+                        let _ = t2.write(&b[..n]);
+                    }
+                }
+            });
+            let mut t1 = t1;
+            let mut b = vec![0u8; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = t1.read(&mut b) {
+                    let _ = s1.send_to(&b[..n], peer);
+                }
+            }
+        }));
+        rx.recv().unwrap();
+    }
+    hs
+}
+
+#[test]
+#[ignore = "figures, not a test: run by hand (see comment above)"]
+fn figures() {
+    require_prereqs();
+    assert!(sh_ok("command -v iperf3"), "figures need iperf3");
+    let secs = 4;
+    let runs = 3;
+    let bed = Bed::new(NatMode::Kernel);
+    let mut server = Proc::new("ip")
+        .args(["netns", "exec", &bed.ch, "iperf3", "-s"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut report = Vec::new();
+
+    // Kernel routing, same path (w0), no tunnel.
+    sh(&format!(
+        "ip -n {0} route replace 198.18.3.0/24 via 192.168.100.1 dev w0",
+        bed.mh
+    ));
+    let v: Vec<f64> = (0..runs).map(|_| iperf(&bed, secs, "")).collect();
+    report.push(format!(
+        "kernel routing: {v:.2?} Gb/s, median {:.2}",
+        median(v.clone())
+    ));
+    sh(&format!("ip -n {0} route del 198.18.3.0/24", bed.mh));
+
+    for backend in [Backend::Uring, Backend::Poll] {
+        let mut acfg = EngineConfig::new(Mode::Anchor, "upmt0");
+        acfg.shards = 1;
+        acfg.backend = backend;
+        acfg.listen = Some(AN_TUNNEL.parse().unwrap());
+        let an = engine_in(&bed.an, acfg);
+        sh(&format!(
+            "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} route replace 100.64.0.0/16 dev upmt0",
+            bed.an
+        ));
+        let mut mcfg = EngineConfig::new(Mode::Mobile, "upmt0");
+        mcfg.shards = 1;
+        mcfg.backend = backend;
+        let mh = engine_in(&bed.mh, mcfg);
+        sh(&format!(
+            "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} addr replace 100.64.0.2/32 dev upmt0 && \
+             ip -n {0} route replace 198.18.3.0/24 dev upmt0 src 100.64.0.2",
+            bed.mh
+        ));
+        mh.handle()
+            .send(Command::AddTunnel {
+                id: 1,
+                local: "192.168.100.25:0".parse().unwrap(),
+                device: Some("w0".into()),
+                remote: AN_TUNNEL.parse().unwrap(),
+            })
+            .unwrap();
+        let Event::TunnelAdded { local, .. } =
+            wait_event(&mh, "tunnel", |e| matches!(e, Event::TunnelAdded { .. }))
+        else {
+            unreachable!()
+        };
+        an.handle()
+            .send(Command::AddPeerTunnel {
+                id: 1,
+                remote: local,
+            })
+            .unwrap();
+        an.handle()
+            .send(Command::BindHost {
+                host: 1,
+                vipa: IpAddr::V4(VIPA),
+                tunnels: vec![1],
+            })
+            .unwrap();
+        mh.handle().send(Command::SetDefault(Some(1))).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let s0 = mh.handle().stats();
+        let v: Vec<f64> = (0..runs).map(|_| iperf(&bed, secs, "")).collect();
+        let s1 = mh.handle().stats();
+        let pk = |s: &StatsSnapshot| s.total(|x| x.tun_rx).0 + s.total(|x| x.net_rx).0;
+        let sc = |s: &StatsSnapshot| s.shards.iter().map(|x| x.syscalls).sum::<u64>();
+        let per_pkt = (sc(&s1) - sc(&s0)) as f64 / (pk(&s1) - pk(&s0)).max(1) as f64;
+        report.push(format!(
+            "engine {backend:?}: {v:.2?} Gb/s, median {:.2}; MH syscalls/packet {per_pkt:.3}",
+            median(v.clone())
+        ));
+        if std::env::var_os("UPMT_FIGURES_DEBUG").is_some() {
+            for (n, e) in [("mh", &mh), ("an", &an)] {
+                let s = e.handle().stats();
+                let drops: Vec<_> = DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name(), s.drops(*r)))
+                    .filter(|x| x.1 > 0)
+                    .collect();
+                println!(
+                    "{n}: tun_rx {:?} tun_tx {:?} net_rx {:?} net_tx {:?} drops {drops:?}",
+                    s.total(|x| x.tun_rx),
+                    s.total(|x| x.tun_tx),
+                    s.total(|x| x.net_rx),
+                    s.total(|x| x.net_tx)
+                );
+            }
+            for ns in [&bed.mh, &bed.an] {
+                let o = Proc::new("sh").arg("-c").arg(format!("ip -n {ns} -s link show upmt0; ip netns exec {ns} nstat -az TcpRetransSegs UdpRcvbufErrors UdpSndbufErrors UdpInErrors 2>/dev/null")).output().unwrap();
+                println!("{}", String::from_utf8_lossy(&o.stdout));
+            }
+        }
+        mh.shutdown().unwrap();
+        an.shutdown().unwrap();
+    }
+
+    // Naive relay on the same addresses (TUN queue length as the engine sets it).
+    {
+        let mh_local: SocketAddr = "192.168.100.25:41000".parse().unwrap();
+        let hs = naive_relay(&bed, mh_local);
+        sh(&format!("ip -n {0} link set upmt0 up mtu 1472 txqueuelen 4096 && ip -n {0} route replace 100.64.0.0/16 dev upmt0", bed.an));
+        sh(&format!(
+            "ip -n {0} link set upmt0 up mtu 1472 txqueuelen 4096 && ip -n {0} addr replace 100.64.0.2/32 dev upmt0 && \
+             ip -n {0} route replace 198.18.3.0/24 dev upmt0 src 100.64.0.2",
+            bed.mh
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        let v: Vec<f64> = (0..runs).map(|_| iperf(&bed, secs, "")).collect();
+        report.push(format!(
+            "naive relay: {v:.2?} Gb/s, median {:.2}",
+            median(v.clone())
+        ));
+        // The relay threads block in read(2); they end with the process (not joined).
+        bed.stop.store(true, Ordering::Relaxed);
+        drop(hs);
+    }
+
+    let _ = server.kill();
+    let _ = server.wait();
+    println!("\n=== figures (iperf3 -t {secs}, single TCP flow, {runs} runs) ===");
+    for r in &report {
+        println!("{r}");
+    }
+}

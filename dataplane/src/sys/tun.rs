@@ -126,6 +126,25 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the transmit queue length of interface `name` (`SIOCSIFTXQLEN`). For a TUN this is
+/// the number of packets the kernel queues for us before dropping.
+pub fn set_txqueuelen(name: &str, len: u32) -> io::Result<()> {
+    const SIOCSIFTXQLEN: libc::c_ulong = 0x8943;
+    let sock = ctl_socket()?;
+    let mut ifr = ifreq_for(name)?;
+    // ifr_qlen shares its place with ifr_mtu (an int).
+    ifr.ifr_ifru.ifru_mtu = len.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: SIOCSIFTXQLEN reads a `struct ifreq`.
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            SIOCSIFTXQLEN as _,
+            &mut ifr as *mut libc::ifreq,
+        )
+    })?;
+    Ok(())
+}
+
 /// Brings interface `name` up (`SIOCGIFFLAGS` + `SIOCSIFFLAGS` with `IFF_UP`).
 pub fn set_up(name: &str) -> io::Result<()> {
     let sock = ctl_socket()?;

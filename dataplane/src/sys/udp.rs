@@ -98,6 +98,22 @@ pub fn bind(local: SocketAddr, opts: &UdpOptions) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Connects the socket to `remote` (the kernel caches the route and filters other sources).
+pub fn connect(fd: &OwnedFd, remote: SocketAddr) -> io::Result<()> {
+    // SAFETY: sockaddr_storage is POD; all-zero is valid.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = write_sockaddr(&remote, &mut st);
+    // SAFETY: `st` holds a valid sockaddr of `len` bytes.
+    cvt(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&st as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
 /// The socket's bound address (`getsockname`).
 pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     // SAFETY: sockaddr_storage is POD; all-zero is valid.

@@ -189,15 +189,28 @@ impl Completion {
 }
 
 impl Uring {
-    /// Sets up a ring with `SINGLE_ISSUER | COOP_TASKRUN` (falls back to no flags).
+    /// Sets up a ring with `SINGLE_ISSUER | DEFER_TASKRUN` (falls back to `COOP_TASKRUN`, then
+    /// no flags). Must be called on the thread that will use it.
     pub(crate) fn new(entries: u32) -> io::Result<Uring> {
+        // DEFER_TASKRUN: completions are produced in a batch when the shard enters the ring to
+        // wait (it is the only thread using its ring). Older kernels: COOP_TASKRUN, then none.
         let ring = match IoUring::builder()
             .setup_single_issuer()
-            .setup_coop_taskrun()
+            .setup_defer_taskrun()
             .build(entries)
         {
             Ok(r) => r,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(entries)?,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                match IoUring::builder()
+                    .setup_single_issuer()
+                    .setup_coop_taskrun()
+                    .build(entries)
+                {
+                    Ok(r) => r,
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(entries)?,
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         };
         Ok(Uring { ring })
@@ -654,7 +667,7 @@ impl UringIo {
         bid: u16,
         range: Range<usize>,
         fd: RawFd,
-        to: &SocketAddr,
+        to: Option<&SocketAddr>,
     ) -> io::Result<()> {
         let (bufs, slots, metas, op) = if tun_group {
             (
@@ -684,7 +697,7 @@ impl UringIo {
             .submit(bid)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let base = bufs.buf_ptr(bid);
-        let namelen = write_sockaddr(to, &mut meta.addr);
+        let namelen = to.map(|to| write_sockaddr(to, &mut meta.addr));
         // SAFETY: range was checked to lie within the buffer.
         let start = unsafe { base.add(range.start) };
         meta.iov = libc::iovec {
@@ -693,8 +706,10 @@ impl UringIo {
         };
         // SAFETY: all-zero msghdr is valid; the fields set below point into `meta`.
         meta.msg = unsafe { std::mem::zeroed() };
-        meta.msg.msg_name = (&mut meta.addr as *mut libc::sockaddr_storage).cast();
-        meta.msg.msg_namelen = namelen;
+        if let Some(namelen) = namelen {
+            meta.msg.msg_name = (&mut meta.addr as *mut libc::sockaddr_storage).cast();
+            meta.msg.msg_namelen = namelen;
+        }
         meta.msg.msg_iov = &mut meta.iov;
         meta.msg.msg_iovlen = 1;
         let p: *const libc::msghdr = &meta.msg;
@@ -712,13 +727,14 @@ impl UringIo {
     }
 
     /// Sends `range` of TUN-group buffer `bid` to `to` on socket `fd` (zero copy: the packet
-    /// read from the TUN is the UDP payload). The buffer is in flight until `SendFromTun`.
+    /// read from the TUN is the UDP payload); `to = None` on a connected socket. The buffer is
+    /// in flight until `SendFromTun`.
     pub(crate) fn send_tun_buf(
         &mut self,
         bid: u16,
         range: Range<usize>,
         fd: RawFd,
-        to: &SocketAddr,
+        to: Option<&SocketAddr>,
     ) -> io::Result<()> {
         self.send_from(true, bid, range, fd, to)
     }
@@ -731,7 +747,7 @@ impl UringIo {
         fd: RawFd,
         to: &SocketAddr,
     ) -> io::Result<()> {
-        self.send_from(false, bid, range, fd, to)
+        self.send_from(false, bid, range, fd, Some(to))
     }
 
     /// Writes `range` of net-group buffer `bid` to the TUN `fd` (zero copy decapsulation).
