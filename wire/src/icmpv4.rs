@@ -210,8 +210,9 @@ const QUOTE_PAYLOAD: usize = 8;
 /// (type 3 code 4, RFC 1191) about `offending` (an IPv4 packet), from `src` to the offending
 /// packet's source, with next-hop MTU `mtu`. Writes into `out`, returns the length written.
 ///
-/// Errors: the offending packet does not parse ([`Error::Truncated`]/[`Error::Malformed`]),
-/// or `out` is too small ([`Error::BufferTooSmall`]; 20 + 8 + 60 + 8 bytes always suffice).
+/// Errors: the offending packet does not parse ([`Error::Truncated`]/[`Error::Malformed`]);
+/// it is an ICMP error or a non-first fragment, which must not be answered with an error
+/// ([`Error::Unsupported`], RFC 1122 section 3.2.2); or `out` is too small ([`Error::BufferTooSmall`]; 20 + 8 + 60 + 8 bytes always suffice).
 pub fn emit_frag_needed(
     out: &mut [u8],
     src: Ipv4Addr,
@@ -219,6 +220,19 @@ pub fn emit_frag_needed(
     mtu: u16,
 ) -> Result<usize> {
     let off = ipv4::Packet::new_checked(offending)?;
+    // RFC 1122 section 3.2.2: "An ICMP error message MUST NOT be sent as the result of
+    // receiving: an ICMP error message, [...] a datagram fragment other than the first".
+    if !off.is_first_fragment() {
+        return Err(Error::Unsupported(
+            "icmp: no error about a non-first fragment",
+        ));
+    }
+    if off.protocol() == IpProtocol::Icmp {
+        let about = Packet::new_checked(off.payload())?;
+        if about.is_error() {
+            return Err(Error::Unsupported("icmp: no error about an icmp error"));
+        }
+    }
     let quote_len = (off.header_len() + QUOTE_PAYLOAD).min(usize::from(off.total_len()));
     let quote = offending.get(..quote_len).ok_or(Error::Truncated)?;
     let icmp_len = HEADER_LEN + quote.len();
@@ -296,6 +310,12 @@ mod tests {
         assert_eq!((icmp.msg_type(), icmp.code()), (3, 4));
         assert_eq!(icmp.next_hop_mtu(), 1372);
         assert_eq!(icmp.quoted().unwrap(), &off[..28]);
+        // No error about an error.
+        let err = out[..n].to_vec();
+        assert!(matches!(
+            emit_frag_needed(&mut [0u8; 128], [1, 1, 1, 1].into(), &err, 576),
+            Err(Error::Unsupported(_))
+        ));
         let mut small = [0u8; 40];
         assert_eq!(
             emit_frag_needed(&mut small, [198, 18, 2, 1].into(), &off, 1372).unwrap_err(),

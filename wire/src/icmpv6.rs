@@ -192,6 +192,10 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
 /// Builds a complete IPv6 packet carrying an ICMPv6 Packet Too Big (type 2) about `offending`
 /// (an IPv6 packet), from `src` to the offending packet's source, quoting as much of it as
 /// fits in [`MIN_MTU`] bytes. Returns the length written into `out`.
+///
+/// Errors: the offending packet does not parse; it is an ICMPv6 error
+/// ([`Error::Unsupported`], RFC 4443 section 2.4 (e)); `out` is too small
+/// ([`Error::BufferTooSmall`]; [`MIN_MTU`] bytes always suffice).
 pub fn emit_packet_too_big(
     out: &mut [u8],
     src: Ipv6Addr,
@@ -199,6 +203,18 @@ pub fn emit_packet_too_big(
     mtu: u32,
 ) -> Result<usize> {
     let off = ipv6::Packet::new_checked(offending)?;
+    // RFC 4443 section 2.4 (e): "An ICMPv6 error message MUST NOT be originated as a result
+    // of receiving [...] (e.1) An ICMPv6 error message."
+    let w = off.walk()?;
+    if w.protocol == IpProtocol::Icmpv6 && w.is_first_fragment() {
+        let about = off
+            .as_bytes()
+            .get(w.offset..off.total_len())
+            .ok_or(Error::Truncated)?;
+        if Packet::new_checked(about)?.is_error() {
+            return Err(Error::Unsupported("icmpv6: no error about an icmpv6 error"));
+        }
+    }
     let max_quote = MIN_MTU - ipv6::HEADER_LEN - HEADER_LEN;
     let quote_len = off.total_len().min(max_quote);
     let quote = offending.get(..quote_len).ok_or(Error::Truncated)?;
@@ -271,5 +287,10 @@ mod tests {
         assert!(icmp.verify_checksum(router, s));
         assert_eq!(icmp.mtu(), 1400);
         assert_eq!(icmp.quoted().unwrap(), &off[..MIN_MTU - 48]);
+        let err = out[..n].to_vec();
+        assert!(matches!(
+            emit_packet_too_big(&mut [0u8; 1280], s, &err, 1280),
+            Err(Error::Unsupported(_))
+        ));
     }
 }
