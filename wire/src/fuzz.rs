@@ -27,6 +27,38 @@ pub fn parse_all(data: &[u8]) {
     views_ip(data);
     views_transport(data, None);
     rewrite_invariants(data);
+    icmp_error_invariants(data);
+}
+
+/// An ICMP error built about `data` quotes the same flow that `data` has.
+fn icmp_error_invariants(data: &[u8]) {
+    let Ok(key) = FlowKey::from_ip_packet(data) else {
+        return;
+    };
+    let mut out = [0u8; icmpv6::MIN_MTU];
+    let built = match key.src {
+        IpAddr::V4(_) => icmpv4::emit_frag_needed(&mut out, [198, 18, 0, 254].into(), data, 576),
+        IpAddr::V6(_) => icmpv6::emit_packet_too_big(
+            &mut out,
+            [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xff].into(),
+            data,
+            1280,
+        ),
+    };
+    let Ok(n) = built else {
+        return;
+    };
+    let Some(err) = out.get(..n) else {
+        return;
+    };
+    let outer = FlowKey::from_ip_packet(err);
+    assert!(outer.is_ok(), "a built icmp error parses");
+    if let Ok(quoted) = FlowKey::from_icmp_error(err) {
+        assert_eq!(
+            quoted, key,
+            "the quoted flow is the offending packet's flow"
+        );
+    }
 }
 
 fn views_ip(data: &[u8]) {
