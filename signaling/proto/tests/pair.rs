@@ -528,3 +528,71 @@ fn rate_limit_drops_floods() {
     }
     assert_eq!(p.anchor.stats().rate_limited, 15);
 }
+
+#[test]
+fn stale_nonce_on_refresh_rotates_key_and_messages_still_verify() {
+    let mut p = Pair::default_pair();
+    let vipa = setup_two_tunnels(&mut p);
+    // Refreshes at 83, 166, 249 s reuse the nonce; the one at 332 s finds it stale (300 s).
+    p.drive_for(Duration::from_secs(340));
+    let stale = p.sent("SIP/2.0 401");
+    assert_eq!(stale.len(), 2, "initial challenge + one stale re-challenge");
+    assert!(stale[1].text().contains("stale=true"));
+    assert_eq!(p.anchor.associations(), 1);
+    assert_eq!(p.anchor.vipa_of("mh1"), Some(vipa));
+    assert!(!p.mh_events[0].contains(&MhEvent::AssociationLost));
+    // New key: a handover signed with it verifies.
+    let kid_before = p.sent("MESSAGE")[0].text();
+    let now = p.now;
+    let path = Path::Tunnel {
+        link: 1,
+        remote: p.anchor_tunnel,
+    };
+    let id = p.mh().request_handover(now, path, flows(vipa)).unwrap();
+    p.drive_for(Duration::from_secs(1));
+    assert!(p.mh_events[0]
+        .iter()
+        .any(|e| matches!(e, MhEvent::HandoverAck { id: i, .. } if *i == id)));
+    let kid = |t: &str| t.split("kid=").nth(1).unwrap()[..16].to_owned();
+    assert_ne!(
+        kid(&kid_before),
+        kid(&p.sent("MESSAGE").last().unwrap().text())
+    );
+}
+
+#[test]
+fn lost_message_response_is_answered_from_the_transaction() {
+    let mut p = Pair::default_pair();
+    let vipa = setup_two_tunnels(&mut p);
+    let mut dropped = false;
+    p.drop = Some(Box::new(move |d, b| {
+        let is_ack = d == Dir::ToMh(0) && String::from_utf8_lossy(b).contains("handover_ack");
+        if is_ack && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    let now = p.now;
+    let path = Path::Tunnel {
+        link: 1,
+        remote: p.anchor_tunnel,
+    };
+    let id = p.mh().request_handover(now, path, flows(vipa)).unwrap();
+    p.drive_for(Duration::from_secs(2));
+    let handovers = p
+        .anchor_events
+        .iter()
+        .filter(|e| matches!(e, AnEvent::Handover { .. }))
+        .count();
+    assert_eq!(handovers, 1, "the retransmission is not processed twice");
+    assert_eq!(p.anchor.stats().retransmissions, 1);
+    assert_eq!(p.anchor.stats().replays, 0);
+    assert!(p.mh_events[0]
+        .iter()
+        .any(|e| matches!(e, MhEvent::HandoverAck { id: i, .. } if *i == id)));
+    let msgs = p.sent("MESSAGE");
+    let last_two = &msgs[msgs.len() - 2..];
+    assert_eq!(last_two[0].bytes, last_two[1].bytes);
+    assert_eq!((last_two[1].at - last_two[0].at).as_millis(), 500);
+}

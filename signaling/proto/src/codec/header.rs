@@ -163,17 +163,15 @@ fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     Some((host, port))
 }
 
-/// Adds `received=<ip>` and fills `rport=<port>` in a raw Via value (RFC 3581 §4). Values
-/// without `rport` only get `received` when the host differs (RFC 3261 §18.2.1).
+/// Adds `received=<ip>` and fills `rport=<port>` in a raw Via value (RFC 3581 §4; RFC 3261
+/// §18.2.1 makes `received` optional when the host matches; it is always added here).
 pub(crate) fn stamp_received(raw: &str, src: SocketAddr) -> String {
     let mut out = String::with_capacity(raw.len() + 32);
-    let mut has_rport = false;
     for (i, part) in raw.split(';').enumerate() {
         let p = part.trim();
         if i > 0
             && (p.eq_ignore_ascii_case("rport") || p.to_ascii_lowercase().starts_with("rport="))
         {
-            has_rport = true;
             out.push_str(";rport=");
             out.push_str(&src.port().to_string());
             continue;
@@ -186,7 +184,6 @@ pub(crate) fn stamp_received(raw: &str, src: SocketAddr) -> String {
         }
         out.push_str(part);
     }
-    let _ = has_rport;
     out.push_str(";received=");
     out.push_str(&src.ip().to_string());
     out
