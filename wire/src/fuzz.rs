@@ -48,7 +48,7 @@ fn icmp_error_invariants(data: &[u8]) {
     let Ok(n) = built else {
         return;
     };
-    let Some(err) = out.get(..n) else {
+    let Some(err) = out.get_mut(..n) else {
         return;
     };
     let outer = FlowKey::from_ip_packet(err);
@@ -58,6 +58,61 @@ fn icmp_error_invariants(data: &[u8]) {
             quoted, key,
             "the quoted flow is the offending packet's flow"
         );
+    }
+    icmp_translation_invariants(err);
+    // And the input itself, if it is an error.
+    if data.len() <= MAX_COPY {
+        let mut buf = [0u8; MAX_COPY];
+        if let Some(copy) = buf.get_mut(..data.len()) {
+            copy.copy_from_slice(data);
+            icmp_translation_invariants(copy);
+        }
+    }
+}
+
+/// Translating an ICMP error keeps its checksums valid and moves the quoted endpoint.
+fn icmp_translation_invariants(err: &mut [u8]) {
+    let Ok(before) = FlowKey::from_icmp_error(err) else {
+        return;
+    };
+    let was_ok = icmp_checksums_ok(err);
+    let new_addr = match before.src {
+        IpAddr::V4(_) => IpAddr::from([100, 64, 0, 9]),
+        IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 9]),
+    };
+    if rewrite::rewrite_icmp_error(err, rewrite::Side::Dst, new_addr, 4242).is_err() {
+        return;
+    }
+    if was_ok {
+        assert!(
+            icmp_checksums_ok(err),
+            "icmp error translation keeps checksums valid"
+        );
+    }
+    if let Ok(after) = FlowKey::from_icmp_error(err) {
+        assert_eq!(after.src, new_addr, "quoted source translated");
+        assert_eq!(after.dst, before.dst, "quoted destination kept");
+    }
+}
+
+/// Outer IPv4 header checksum and the ICMP checksum verify.
+fn icmp_checksums_ok(data: &[u8]) -> bool {
+    let Ok(p) = ip::Packet::new_checked(data) else {
+        return false;
+    };
+    let Ok(t) = p.transport() else {
+        return false;
+    };
+    let Some(seg) = data.get(t.offset..t.end) else {
+        return false;
+    };
+    match &p {
+        ip::Packet::V4(v4) => {
+            v4.verify_checksum()
+                && icmpv4::Packet::new_checked(seg).is_ok_and(|i| i.verify_checksum())
+        }
+        ip::Packet::V6(v6) => icmpv6::Packet::new_checked(seg)
+            .is_ok_and(|i| i.verify_checksum(v6.src_addr(), v6.dst_addr())),
     }
 }
 

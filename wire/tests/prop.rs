@@ -178,6 +178,68 @@ fn ip_checksum_ok(pkt: &[u8]) -> bool {
     }
 }
 
+/// An ICMP destination-unreachable from `router` to the packet's source, quoting all of it.
+fn full_quote_error(pkt: &[u8], router: IpAddr) -> Vec<u8> {
+    let p = ip::Packet::new_checked(pkt).unwrap();
+    match (router, p.src_addr()) {
+        (IpAddr::V4(r), IpAddr::V4(to)) => {
+            let repr = ipv4::Repr {
+                src_addr: r,
+                dst_addr: to,
+                protocol: IpProtocol::Icmp,
+                payload_len: 8 + pkt.len(),
+                ttl: 64,
+                ident: 0,
+                dont_frag: false,
+                dscp_ecn: 0,
+            };
+            let mut v = vec![0u8; repr.buffer_len()];
+            let mut ip = ipv4::Packet::new_unchecked(&mut v[..]);
+            repr.emit(&mut ip).unwrap();
+            let mut icmp = icmpv4::Packet::new_unchecked(ip.payload_mut());
+            icmp.set_msg_type(icmpv4::TYPE_DST_UNREACHABLE);
+            icmp.set_code(3);
+            icmp.data_mut().copy_from_slice(pkt);
+            icmp.fill_checksum();
+            v
+        }
+        (IpAddr::V6(r), IpAddr::V6(to)) => {
+            let repr = ipv6::Repr {
+                src_addr: r,
+                dst_addr: to,
+                next_header: IpProtocol::Icmpv6,
+                payload_len: 8 + pkt.len(),
+                hop_limit: 64,
+            };
+            let mut v = vec![0u8; repr.buffer_len()];
+            let mut ip = ipv6::Packet::new_unchecked(&mut v[..]);
+            repr.emit(&mut ip).unwrap();
+            let mut icmp = icmpv6::Packet::new_unchecked(ip.payload_mut());
+            icmp.set_msg_type(icmpv6::TYPE_DST_UNREACHABLE);
+            icmp.set_code(4);
+            icmp.data_mut().copy_from_slice(pkt);
+            icmp.fill_checksum(r, to);
+            v
+        }
+        _ => unreachable!("same family"),
+    }
+}
+
+/// Outer IPv4 header checksum and ICMP checksum of an error verify.
+fn icmp_error_checksums_ok(err: &[u8]) -> bool {
+    match ip::Packet::new_checked(err).unwrap() {
+        ip::Packet::V4(p) => {
+            p.verify_checksum()
+                && icmpv4::Packet::new_checked(p.payload())
+                    .unwrap()
+                    .verify_checksum()
+        }
+        ip::Packet::V6(p) => icmpv6::Packet::new_checked(p.payload())
+            .unwrap()
+            .verify_checksum(p.src_addr(), p.dst_addr()),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -348,5 +410,39 @@ proptest! {
         let outer = FlowKey::from_ip_packet(err).unwrap();
         prop_assert_eq!((outer.src, outer.dst), (router, s.src));
         wire::fuzz::parse_all(err);
+    }
+    #[test]
+    fn icmp_error_translation_equals_rewrite_of_quote(
+        (s, new) in spec(), new_port in any::<u16>(), router_seed in any::<u8>(),
+    ) {
+        // The error comes from a router of the same family.
+        let router = match s.src {
+            IpAddr::V4(_) => IpAddr::from([198, 18, 0, router_seed]),
+            IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(router_seed)]),
+        };
+        let pkt = build(&s);
+        let mut err = full_quote_error(&pkt, router);
+        let old = rewrite::rewrite_icmp_error(&mut err, Side::Dst, new, new_port).unwrap();
+        prop_assert_eq!(old, (s.src, s.sport));
+        prop_assert!(icmp_error_checksums_ok(&err));
+        // The translated quote is byte for byte the original packet with its source rewritten.
+        let mut expected = pkt.clone();
+        rewrite::rewrite_src(&mut expected, new, new_port).unwrap();
+        let p = ip::Packet::new_checked(&err[..]).unwrap();
+        prop_assert_eq!(p.dst_addr(), new);
+        let t = p.transport().unwrap();
+        prop_assert_eq!(&err[t.offset + 8..t.end], &expected[..]);
+
+        // A truncated quote (RFC 792 minimum / IPv6 minimum MTU) still translates cleanly.
+        let mut out = vec![0u8; 1500];
+        let n = match router {
+            IpAddr::V4(r) => icmpv4::emit_frag_needed(&mut out, r, &pkt, 1280).unwrap(),
+            IpAddr::V6(r) => icmpv6::emit_packet_too_big(&mut out, r, &pkt, 1280).unwrap(),
+        };
+        let err = &mut out[..n];
+        rewrite::rewrite_icmp_error(err, Side::Dst, new, new_port).unwrap();
+        prop_assert!(icmp_error_checksums_ok(err));
+        let k = FlowKey::from_icmp_error(err).unwrap();
+        prop_assert_eq!((k.src, k.src_port, k.dst, k.dst_port), (new, new_port, s.dst, s.dport));
     }
 }
