@@ -291,6 +291,7 @@ pub struct Nonces {
     lifetime: Duration,
     /// Highest nonce-count seen per nonce, with the nonce's expiry (RFC 7616 §3.4.5).
     counts: HashMap<String, (u32, Instant)>,
+    next_purge: Instant,
 }
 
 impl Nonces {
@@ -304,6 +305,7 @@ impl Nonces {
             epoch,
             lifetime,
             counts: HashMap::new(),
+            next_purge: epoch + lifetime,
         }
     }
 
@@ -349,8 +351,10 @@ impl Nonces {
     /// Records nonce-count `nc` for `nonce`; false if it is not larger than the last one
     /// (a replay). RFC 7616 §3.4.5 lets the server detect replays with nc.
     pub fn check_count(&mut self, now: Instant, nonce: &str, nc: u32) -> bool {
-        if self.counts.len() > 100_000 {
+        // Purge expired entries at most once per lifetime/4, so the scan is amortised.
+        if now >= self.next_purge {
             self.counts.retain(|_, (_, exp)| *exp > now);
+            self.next_purge = now + self.lifetime / 4;
         }
         match self.counts.get_mut(nonce) {
             Some((last, _)) if nc <= *last => false,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Rate limit settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +31,7 @@ impl Default for RateLimit {
 pub struct RateLimiter {
     cfg: RateLimit,
     buckets: HashMap<IpAddr, (f64, Instant)>,
+    last_purge: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -39,6 +40,7 @@ impl RateLimiter {
         RateLimiter {
             cfg,
             buckets: HashMap::new(),
+            last_purge: None,
         }
     }
 
@@ -46,6 +48,15 @@ impl RateLimiter {
     pub fn allow(&mut self, now: Instant, src: IpAddr) -> bool {
         let cfg = self.cfg;
         if !self.buckets.contains_key(&src) && self.buckets.len() >= cfg.max_sources {
+            // Table full: purge idle buckets at most once a second (a flood of spoofed
+            // sources must not make every datagram scan the table), else refuse.
+            if self
+                .last_purge
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+            {
+                return false;
+            }
+            self.last_purge = Some(now);
             self.buckets.retain(|_, (tokens, last)| {
                 *tokens + now.saturating_duration_since(*last).as_secs_f64() * cfg.per_second
                     < cfg.burst
@@ -70,7 +81,6 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     #[allow(clippy::disallowed_methods)]

@@ -196,6 +196,15 @@ struct Binding {
     tunnels: Vec<(u32, SocketAddr)>,
 }
 
+/// Server transaction identity: RFC 3261 §17.2.3 matches on the top Via's branch, its
+/// sent-by and the method; the source address stands in for sent-by (responses go there).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TxKey {
+    branch: String,
+    method: Method,
+    remote: SocketAddr,
+}
+
 /// Outcome of handling one request at the TU level.
 struct Reply {
     resp: Response,
@@ -215,8 +224,8 @@ pub struct Registrar {
     /// Last VIPA of identities whose binding ended, for a returning host.
     last_vipa: HashMap<String, Ipv4Addr>,
     expiries: BinaryHeap<Reverse<(Instant, String)>>,
-    transactions: HashMap<(String, Method), ServerTransaction>,
-    tx_timers: BinaryHeap<Reverse<(Instant, String, Method)>>,
+    transactions: HashMap<TxKey, ServerTransaction>,
+    tx_timers: BinaryHeap<Reverse<(Instant, TxKey)>>,
     tunnels: HashMap<SocketAddr, (String, u32)>,
     next_tunnel_id: u32,
     transmits: VecDeque<Transmit>,
@@ -338,7 +347,11 @@ impl Registrar {
             return;
         }
         // RFC 3261 §17.2.3: the branch (with the method) identifies the transaction.
-        let key = (req.head.via.branch.clone(), req.method.clone());
+        let key = TxKey {
+            branch: req.head.via.branch.clone(),
+            method: req.method.clone(),
+            remote: path.remote(),
+        };
         if let Some(tx) = self.transactions.get_mut(&key) {
             self.stats.retransmissions += 1;
             if let Some(bytes) = tx.handle_request(now) {
@@ -361,8 +374,7 @@ impl Registrar {
         if let Some(payload) = send {
             self.transmits.push_back(Transmit { path, payload });
             if let Some(t) = tx.poll_timeout() {
-                self.tx_timers
-                    .push(Reverse((t, key.0.clone(), key.1.clone())));
+                self.tx_timers.push(Reverse((t, key.clone())));
             }
             self.transactions.insert(key, tx);
         }
@@ -371,19 +383,18 @@ impl Registrar {
     /// Fires due timers: transaction Timer J and association expiry. Call when
     /// [`Registrar::poll_timeout`] is reached (calling early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((t, _, _))) = self.tx_timers.peek() {
+        while let Some(Reverse((t, _))) = self.tx_timers.peek() {
             if *t > now {
                 break;
             }
-            let Some(Reverse((_, branch, method))) = self.tx_timers.pop() else {
+            let Some(Reverse((_, key))) = self.tx_timers.pop() else {
                 break;
             };
-            let key = (branch, method);
             if let Some(tx) = self.transactions.get_mut(&key) {
                 if tx.handle_timeout(now) {
                     self.transactions.remove(&key);
                 } else if let Some(t) = tx.poll_timeout() {
-                    self.tx_timers.push(Reverse((t, key.0, key.1)));
+                    self.tx_timers.push(Reverse((t, key)));
                 }
             }
         }
@@ -402,7 +413,7 @@ impl Registrar {
 
     /// The next instant [`Registrar::handle_timeout`] must be called at.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let a = self.tx_timers.peek().map(|Reverse((t, _, _))| *t);
+        let a = self.tx_timers.peek().map(|Reverse((t, _))| *t);
         let b = self.expiries.peek().map(|Reverse((t, _))| *t);
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
