@@ -46,6 +46,9 @@ save_link() {
 }
 
 is_num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+
+# unit VALUE SUFFIX: VALUE without an optional unit suffix ("40ms" -> "40").
+unit() { echo "${1%"$2"}"; }
 nonzero() { awk -v x="$1" 'BEGIN { exit !(x + 0 > 0) }'; }
 
 # set_dir KEY VALUE DIR: L_KEY_up and/or L_KEY_down.
@@ -92,13 +95,14 @@ cmd_link() {
         return 0
         ;;
     delay)
+        [ $# -ge 1 ] && set -- "$(unit "$1" ms)" "${@:2}"
         [ $# -ge 1 ] && is_num "$1" || die "link $ifc delay MS [jitter MS] [dist uniform|normal] [dir up|down|both]"
         local delay=$1 jitter=0
         dir=up
         shift
         while [ $# -gt 0 ]; do
             case "$1" in
-            jitter) [ $# -ge 2 ] && is_num "$2" || die "jitter MS"; jitter=$2; shift 2 ;;
+            jitter) [ $# -ge 2 ] && is_num "$(unit "$2" ms)" || die "jitter MS"; jitter=$(unit "$2" ms); shift 2 ;;
             dist) [ $# -ge 2 ] || die "dist uniform|normal"
                 case "$2" in uniform | normal) L_dist=$2 ;; *) die "dist uniform|normal" ;; esac
                 shift 2 ;;
@@ -110,6 +114,7 @@ cmd_link() {
         set_dir jitter "$jitter" "$dir"
         ;;
     loss)
+        [ $# -ge 1 ] && set -- "$(unit "$1" %)" "${@:2}"
         [ $# -ge 1 ] && is_num "$1" || die "link $ifc loss PCT [dir up|down|both]"
         awk -v x="$1" 'BEGIN { exit !(x <= 100) }' || die "loss is a percentage (0-100)"
         local loss=$1
@@ -123,7 +128,8 @@ cmd_link() {
         ;;
     rate)
         [ $# -ge 1 ] || die "link $ifc rate MBIT|off [dir up|down|both]"
-        local rate=$1
+        local rate
+        rate=$(unit "$(unit "$1" mbit)" Mbit)
         [ "$rate" = off ] && rate=0
         is_num "$rate" || die "rate is in Mbit/s (or off)"
         dir=both
