@@ -92,6 +92,10 @@ build() {
     for node in "${NODES[@]}"; do
         ip netns add "$PREFIX$node"
         n "$node" link set dev lo up
+        # No reverse-path filter whatever the host's defaults (devconf_inherit_init_net):
+        # the mobile host receives on one interface what its main table would send on another.
+        nsysctl "$node" net/ipv4/conf/all/rp_filter 0
+        nsysctl "$node" net/ipv4/conf/default/rp_filter 0
     done
 
     # Links: create each veth pair straight inside its two namespaces (never in the host's).
