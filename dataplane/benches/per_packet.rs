@@ -28,6 +28,15 @@ fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, len: usize) -> Vec<
     p
 }
 
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
 fn peers() -> [SocketAddr; 2] {
     [
         "198.18.0.1:40000".parse().unwrap(),
@@ -44,7 +53,16 @@ fn benches(c: &mut Criterion) {
 
     // PAFT lookup in a table of 1M flows (random keys).
     let f = BenchForwarder::new(true, IpAddr::V4(VIPA), peers());
+    let rss0 = rss_bytes();
     let keys = f.populate(IpAddr::V4(VIPA), 1 << 20);
+    let rss1 = rss_bytes();
+    // The keys Vec (40 B per key) is part of the delta; subtract it.
+    let per_flow = (rss1.saturating_sub(rss0) as f64
+        - (keys.capacity() * std::mem::size_of::<dataplane::FlowKey>()) as f64)
+        / keys.len() as f64;
+    println!(
+        "PAFT memory: {per_flow:.0} bytes per flow (RSS delta over 1M flows, keys Vec excluded)"
+    );
     let mut i = 0usize;
     g.bench_function("paft_lookup_1M_flows", |b| {
         b.iter(|| {

@@ -198,6 +198,9 @@ pub enum Command {
     },
     /// Forgets a flow.
     RemoveFlow(FlowKey),
+    /// Removes flows idle longer than this (1 s resolution); answered by
+    /// [`Event::FlowsExpired`]. The control thread calls it periodically.
+    ExpireFlows(Duration),
     /// The default rule: tunnel for flows without an entry (`None`: drop them).
     SetDefault(Option<TunnelId>),
     /// Anchor: host `host` has VIPA `vipa` and these tunnels.
@@ -269,6 +272,8 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// Flows removed by [`Command::ExpireFlows`].
+    FlowsExpired(Vec<FlowKey>),
     /// A shard stopped on an I/O error.
     ShardFailed {
         /// Shard index.

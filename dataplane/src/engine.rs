@@ -472,6 +472,11 @@ impl Relay {
             }
             Command::MoveFlows { from, to } => self.tables.move_flows(from, to),
             Command::RemoveFlow(k) => self.tables.remove_flow(&k),
+            Command::ExpireFlows(idle) => {
+                self.tables.tick(std::time::Instant::now());
+                let gone = self.tables.expire_flows(idle);
+                let _ = self.events.try_send(Event::FlowsExpired(gone));
+            }
             Command::SetDefault(t) => {
                 self.tables.set_default(t);
                 self.recheck();

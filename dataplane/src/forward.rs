@@ -421,6 +421,79 @@ pub(crate) mod tests {
         assert!(ev.try_recv().is_err());
     }
 
+    fn udp6_packet(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let src: std::net::Ipv6Addr = src.parse().unwrap();
+        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+        let ulen = 8 + payload.len();
+        let mut p = vec![0u8; 40 + ulen];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&(ulen as u16).to_be_bytes());
+        p[6] = 17;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&src.octets());
+        p[24..40].copy_from_slice(&dst.octets());
+        p[40..42].copy_from_slice(&sport.to_be_bytes());
+        p[42..44].copy_from_slice(&dport.to_be_bytes());
+        p[44..46].copy_from_slice(&(ulen as u16).to_be_bytes());
+        p[48..].copy_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn ipv6_both_modes() {
+        let (m, _ev) = forwarder(Mode::Mobile, false);
+        add(&m, 1, "198.18.2.1:1800");
+        m.tables.set_default(Some(1));
+        let mut p = udp6_packet("fd00::2", "2001:db8::1", 4000, 53, b"v6");
+        assert!(matches!(m.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 1));
+        assert_eq!(
+            m.on_net(
+                Some(1),
+                "198.18.2.1:1800".parse().unwrap(),
+                &mut p,
+                Instant::now()
+            ),
+            NetVerdict::ToTun
+        );
+
+        let (a, _ev) = forwarder(Mode::Anchor, false);
+        add(&a, 10, "198.18.0.1:40000");
+        a.tables.bind_host(1, "fd00::2".parse().unwrap(), vec![10]);
+        let from: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        assert_eq!(
+            a.on_net(None, from, &mut p, Instant::now()),
+            NetVerdict::ToTun
+        );
+        let mut spoof = udp6_packet("fd00::3", "2001:db8::1", 4000, 53, b"v6");
+        assert_eq!(
+            a.on_net(None, from, &mut spoof, Instant::now()),
+            NetVerdict::Drop(DropReason::SpoofedSource)
+        );
+        let mut down = udp6_packet("2001:db8::1", "fd00::2", 53, 4000, b"r");
+        assert!(matches!(a.on_tun(&mut down, Instant::now()), TunVerdict::Send(t) if t.id == 10));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use proptest::prelude::*;
+        let (m, _e1) = forwarder(Mode::Mobile, true);
+        let (a, _e2) = forwarder(Mode::Anchor, false);
+        add(&a, 10, "198.18.0.1:40000");
+        a.tables
+            .bind_host(1, "100.64.0.2".parse().unwrap(), vec![10]);
+        let from: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&proptest::collection::vec(any::<u8>(), 0..200), |mut b| {
+                let _ = m.on_tun(&mut b, Instant::now());
+                let _ = m.on_net(Some(1), from, &mut b, Instant::now());
+                let _ = a.on_net(None, from, &mut b, Instant::now());
+                let _ = a.on_tun(&mut b, Instant::now());
+                Ok(())
+            })
+            .unwrap();
+    }
+
     #[test]
     fn control_frames_and_keepalive() {
         let (f, ev) = forwarder(Mode::Anchor, false);

@@ -58,6 +58,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         ep.wait(&mut tokens, 64, timeout_ms)?;
         stats.syscalls.fetch_add(1, Relaxed);
         let now = Instant::now();
+        fwd.tables.tick(now);
         for &tok in &tokens {
             match tok {
                 TOK_TUN => {

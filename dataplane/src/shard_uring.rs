@@ -99,6 +99,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         stats.syscalls.fetch_add(1, Relaxed);
         io.completions(&mut done);
         let now = Instant::now();
+        fwd.tables.tick(now);
         for d in done.drain(..) {
             match d.op {
                 Op::TunRead => {

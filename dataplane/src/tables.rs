@@ -108,14 +108,25 @@ impl Tunnel {
 #[derive(Debug)]
 pub(crate) struct FlowEntry {
     tunnel: AtomicU32,
+    /// Coarse clock ([`Tables::tick`]) of the last packet; written at most once per tick.
+    last_seen: AtomicU32,
     pub(crate) counters: PktBytes,
 }
 
 impl FlowEntry {
-    fn new(t: u32) -> FlowEntry {
+    fn new(t: u32, now: u32) -> FlowEntry {
         FlowEntry {
             tunnel: AtomicU32::new(t),
+            last_seen: AtomicU32::new(now),
             counters: PktBytes::default(),
+        }
+    }
+
+    #[inline]
+    fn touch(&self, len: usize, now: u32) {
+        self.counters.add(len);
+        if self.last_seen.load(Relaxed) != now {
+            self.last_seen.store(now, Relaxed);
         }
     }
 }
@@ -152,6 +163,9 @@ pub(crate) struct Tables {
     hosts_by_vipa: papaya::HashMap<IpAddr, Arc<Host>, Hasher64>,
     host_by_tunnel: papaya::HashMap<TunnelId, Arc<Host>, Hasher64>,
     default_tunnel: AtomicU32,
+    /// Coarse clock in seconds since `epoch`, advanced by the shards once per batch.
+    clock: AtomicU32,
+    epoch: std::time::Instant,
 }
 
 impl std::fmt::Debug for Tables {
@@ -173,10 +187,48 @@ impl Tables {
             hosts_by_vipa: papaya::HashMap::with_hasher(Hasher64::default()),
             host_by_tunnel: papaya::HashMap::with_hasher(Hasher64::default()),
             default_tunnel: AtomicU32::new(NO_TUNNEL),
+            clock: AtomicU32::new(0),
+            epoch: std::time::Instant::now(),
         }
     }
 
+    // ---- coarse clock ----
+
+    /// Advances the coarse clock to `now` (called by shards once per batch).
+    #[inline]
+    pub(crate) fn tick(&self, now: std::time::Instant) {
+        let s = now
+            .saturating_duration_since(self.epoch)
+            .as_secs()
+            .min(u32::MAX as u64) as u32;
+        if self.clock.load(Relaxed) < s {
+            self.clock.fetch_max(s, Relaxed);
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> u32 {
+        self.clock.load(Relaxed)
+    }
+
     // ---- PAFT ----
+
+    /// Removes flows idle for more than `idle` (by the coarse clock, 1 s resolution);
+    /// returns their keys. Flows still pending a decision are kept.
+    pub(crate) fn expire_flows(&self, idle: std::time::Duration) -> Vec<FlowKey> {
+        let now = self.now();
+        let idle = idle.as_secs().min(u32::MAX as u64) as u32;
+        let mut gone = Vec::new();
+        self.paft.pin().retain(|k, e| {
+            let keep = now.saturating_sub(e.last_seen.load(Relaxed)) <= idle
+                || e.tunnel.load(Relaxed) == PENDING;
+            if !keep {
+                gone.push(*k);
+            }
+            keep
+        });
+        gone
+    }
 
     /// Looks a flow up and counts the packet on its entry.
     #[inline]
@@ -185,7 +237,7 @@ impl Tables {
         match g.get(key) {
             None => Route::Miss,
             Some(e) => {
-                e.counters.add(len);
+                e.touch(len, self.now());
                 match e.tunnel.load(Relaxed) {
                     NO_TUNNEL => Route::Default,
                     PENDING => Route::Pending,
@@ -199,7 +251,7 @@ impl Tables {
     #[inline]
     pub(crate) fn count(&self, key: &FlowKey, len: usize) {
         if let Some(e) = self.paft.pin().get(key) {
-            e.counters.add(len);
+            e.touch(len, self.now());
         }
     }
 
@@ -210,7 +262,7 @@ impl Tables {
         match g.get(&key) {
             Some(e) => e.tunnel.store(t, Relaxed),
             None => {
-                g.insert(key, FlowEntry::new(t));
+                g.insert(key, FlowEntry::new(t, self.now()));
             }
         }
     }
@@ -225,7 +277,7 @@ impl Tables {
         if g.len() >= self.paft_cap {
             return Err(());
         }
-        match g.try_insert(key, FlowEntry::new(marker)) {
+        match g.try_insert(key, FlowEntry::new(marker, self.now())) {
             Ok(_) => Ok(true),
             Err(_) => Ok(false),
         }
@@ -248,13 +300,13 @@ impl Tables {
             if e.tunnel.load(Relaxed) != tunnel {
                 e.tunnel.store(tunnel, Relaxed);
             }
-            e.counters.add(len);
+            e.touch(len, self.now());
             return Ok(());
         }
         if g.len() >= self.paft_cap {
             return Err(());
         }
-        let e = FlowEntry::new(tunnel);
+        let e = FlowEntry::new(tunnel, self.now());
         e.counters.add(len);
         let _ = g.try_insert(key, e);
         Ok(())
@@ -552,6 +604,20 @@ mod tests {
                 },
             )
             .unwrap();
+    }
+
+    #[test]
+    fn expiry_by_coarse_clock() {
+        let t = Tables::new(10);
+        t.set_flow(key(1), Some(1));
+        t.set_flow(key(2), Some(1));
+        assert!(t.expire_flows(std::time::Duration::from_secs(5)).is_empty());
+        t.tick(t.epoch + std::time::Duration::from_secs(10));
+        // key(2) sees a packet at t=10.
+        assert_eq!(t.route(&key(2), 1), Route::Tunnel(1));
+        let gone = t.expire_flows(std::time::Duration::from_secs(5));
+        assert_eq!(gone, vec![key(1)]);
+        assert_eq!(t.route(&key(1), 1), Route::Miss);
     }
 
     #[test]
