@@ -48,16 +48,20 @@
 //! the whole table (1M entries).
 //!
 //! - Per-packet lookups (`out`: `(proto, VIPA, port)`, `in`: `(proto, public, port)`) are
-//!   papaya reads: no lock, no write to shared memory except the epoch guard, which is
-//!   thread-local in `seize`.
+//!   papaya reads: no lock, and no write to shared memory (the `seize` reclamation guard
+//!   writes only a thread-local slot). One lookup per packet, also with address-dependent
+//!   filtering when the remote is the mapping's first peer. Both tables hold an
+//!   `Arc<Mapping>` of one cache line (addresses, ports, atomics).
 //! - Refresh is `fetch_max` of a millisecond timestamp, done at most once per second per
 //!   mapping; TCP state is a `compare_exchange` on one byte, only when flags change it.
 //! - The slow path (creating a mapping, its port allocation and cap checks; removal;
 //!   expiry; listing) takes **one mutex**. Creation re-checks the table under it, so two
 //!   shards creating the same mapping at once get the same one, and a port found free stays
 //!   free until inserted. A TCP FIN/RST that shortens the timeout takes the same lock once
-//!   per connection, to file the mapping at its earlier deadline. Adding a filtering
-//!   permission for a new remote takes the mapping's own small lock.
+//!   per connection, to file the mapping at its earlier deadline. A mapping's first remote
+//!   endpoint's filtering permission lives inline in the mapping; adding a permission for
+//!   a *further* remote (the host talks to a new peer from the same port) takes the same
+//!   lock once per (mapping, peer).
 //! - Expiry is a timer queue of one-second buckets (`BTreeMap<second, Vec<mapping>>`):
 //!   [`Nat::expire`] pops due buckets and re-files mappings refreshed since
 //!   (lazy rescheduling); it never scans the whole table. A mapping is killed by a
