@@ -267,7 +267,7 @@ fn raw_udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8])
     p
 }
 
-fn suite(backend: Backend, nat: NatMode) {
+fn suite(backend: Backend, nat: NatMode, vnet_hdr: bool) {
     require_prereqs();
     let bed = Bed::new(nat);
     let peers = bed.start_echo();
@@ -277,6 +277,7 @@ fn suite(backend: Backend, nat: NatMode) {
     acfg.shards = 2;
     acfg.backend = backend;
     acfg.listen = Some(AN_TUNNEL.parse().unwrap());
+    acfg.vnet_hdr = vnet_hdr;
     let public = if nat == NatMode::Napt {
         Ipv4Addr::new(198, 18, 2, 100)
     } else {
@@ -309,6 +310,7 @@ fn suite(backend: Backend, nat: NatMode) {
     let mut mcfg = EngineConfig::new(Mode::Mobile, "upmt0");
     mcfg.shards = 2;
     mcfg.backend = backend;
+    mcfg.vnet_hdr = vnet_hdr;
     // First packets of a new flow wait (bounded) for the control side's placement.
     mcfg.new_flow_wait = Some(Duration::from_millis(150));
     let mh = engine_in(&bed.mh, mcfg.clone());
@@ -626,17 +628,25 @@ fn suite(backend: Backend, nat: NatMode) {
 
 #[test]
 fn engine_end_to_end_io_uring() {
-    suite(Backend::Uring, NatMode::Kernel);
+    suite(Backend::Uring, NatMode::Kernel, false);
 }
 
 #[test]
 fn engine_end_to_end_fallback() {
-    suite(Backend::Poll, NatMode::Kernel);
+    suite(Backend::Poll, NatMode::Kernel, false);
 }
 
 #[test]
 fn engine_end_to_end_io_uring_napt() {
-    suite(Backend::Uring, NatMode::Napt);
+    suite(Backend::Uring, NatMode::Napt, false);
+}
+
+#[test]
+fn engine_end_to_end_vnet_hdr() {
+    // TUN opened with IFF_VNET_HDR (no offloads enabled): the engine skips the header on
+    // read and writes a zeroed one in the receive buffer's headroom; both backends.
+    suite(Backend::Uring, NatMode::Kernel, true);
+    suite(Backend::Poll, NatMode::Kernel, true);
 }
 
 // ---------------------------------------------------------------------------------------------

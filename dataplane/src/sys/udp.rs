@@ -67,10 +67,24 @@ pub fn bind(local: SocketAddr, opts: &UdpOptions) -> io::Result<OwnedFd> {
         setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, n)
             .or_else(|_| setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, n))?;
     }
+    // DESIGN.md 3: outer packets are never fragmented silently: DF on, an oversize datagram
+    // fails with EMSGSIZE (counted as a send error) instead of leaving as fragments.
     if local.is_ipv4() {
         setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+        setsockopt_int(
+            &fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )?;
     } else {
         setsockopt_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        setsockopt_int(
+            &fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )?;
     }
     if let Some(dev) = &opts.device {
         // SAFETY: the device name bytes live across the call and their length is passed.
