@@ -109,6 +109,24 @@ fn percentiles(fx: &Fixture) {
             t.elapsed()
         }),
     );
+    // A known process opens one more socket: found among the recent owners' fds.
+    let mut c = Classifier::new(Config::default()).unwrap();
+    c.classify(&fx.tcp).unwrap();
+    report(
+        "classify new socket, known pid",
+        sample(2_000, || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let f = Flow {
+                proto: Proto::Udp,
+                src: s.local_addr().unwrap(),
+                dst: "127.0.0.1:9".parse().unwrap(),
+            };
+            let t = Instant::now();
+            black_box(c.classify(&f).unwrap());
+            t.elapsed()
+        }),
+    );
+    assert!(c.stats().recent_hits >= 1_999, "{:?}", c.stats());
     let procs = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -129,6 +147,25 @@ fn percentiles(fx: &Fixture) {
     });
     report("classify miss (/proc scan)", miss);
     println!("  ({procs} processes on the machine, {visited} visited by the scan)");
+    let mut fds = 0;
+    let mut visited = 0;
+    report(
+        "full /proc scan (no owner)",
+        sample(100, || {
+            let t = Instant::now();
+            let (pid, stats) = appclass::procfs::find_socket_owner(
+                std::path::Path::new("/proc"),
+                u32::MAX,
+                0,
+                &mut |_, _| {},
+            );
+            let d = t.elapsed();
+            assert_eq!(pid, None);
+            (visited, fds) = (stats.processes, stats.fds);
+            d
+        }),
+    );
+    println!("  ({visited} processes, {fds} fds read)");
     match cgroup_fixture() {
         Some((dir, sock, flow)) => {
             let mut c = Classifier::new(Config::default()).unwrap();

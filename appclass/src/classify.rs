@@ -5,9 +5,10 @@
 //! - one sock_diag exact lookup (a few microseconds; always done: it is how we learn the
 //!   socket, and sockets are new for new flows);
 //! - cgroup id -> application: a map, rescanned only for a never-seen id;
-//! - else socket inode -> pid: a map filled by `/proc` scans; a miss costs one scan (rate
-//!   limited by a token bucket; an inode no scan could find is remembered for
-//!   `negative_ttl`), which also caches every other socket it saw;
+//! - else socket inode -> pid: a map filled by `/proc` scans; on a miss, first the fd tables
+//!   of the last 16 socket owners (a running program opening one more connection), then
+//!   one full scan (rate limited by a token bucket; an inode no scan could find is
+//!   remembered for `negative_ttl`), which also caches every other socket it saw;
 //! - pid -> name: cached for `name_ttl` (a process may exec another program).
 //!
 //! Nothing runs in the background: with no new flows, the classifier does no work at all.
@@ -26,6 +27,8 @@ use crate::Flow;
 /// Largest number of cached socket inodes / names / negative entries before a cache is
 /// cleared (bounded state).
 const MAX_CACHE: usize = 65_536;
+/// Recent socket owners whose fds are read before a full `/proc` scan.
+const RECENT_OWNERS: usize = 16;
 
 /// How an untagged process is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +119,8 @@ pub struct Stats {
     pub diag_errors: u64,
     /// Inode found in the cache.
     pub inode_hits: u64,
+    /// Inode found among the fds of a recent owner (no full scan).
+    pub recent_hits: u64,
     /// `/proc` scans done.
     pub scans: u64,
     /// Processes visited by scans.
@@ -135,6 +140,13 @@ pub trait Host {
     fn lookup(&mut self, flow: &Flow) -> io::Result<Option<SockInfo>>;
     /// The application whose cgroup has this id.
     fn cgroup_app(&mut self, id: u64) -> Option<String>;
+    /// Looks for `inode` among the fds of `pids` only; reports every socket seen.
+    fn find_owner_in(
+        &mut self,
+        pids: &[u32],
+        inode: u32,
+        seen: &mut dyn FnMut(u32, u32),
+    ) -> (Option<u32>, ScanStats);
     /// Scans for the process holding `inode`; reports every socket seen to `seen`.
     fn find_owner(
         &mut self,
@@ -181,6 +193,15 @@ impl Host for LiveHost {
         self.cgroups.lookup(id).map(str::to_owned)
     }
 
+    fn find_owner_in(
+        &mut self,
+        pids: &[u32],
+        inode: u32,
+        seen: &mut dyn FnMut(u32, u32),
+    ) -> (Option<u32>, ScanStats) {
+        procfs::find_socket_owner_in(&self.proc_root, pids, inode, seen)
+    }
+
     fn find_owner(
         &mut self,
         inode: u32,
@@ -219,6 +240,9 @@ pub struct Classifier<H: Host = LiveHost> {
     inode_pid: HashMap<u32, u32>,
     negative: HashMap<u32, Instant>,
     names: HashMap<u32, Named>,
+    /// Processes that owned the latest sockets, most recent first (looked at before a full
+    /// scan).
+    recent: Vec<u32>,
     tokens: f64,
     refilled: Option<Instant>,
     stats: Stats,
@@ -247,6 +271,7 @@ impl<H: Host> Classifier<H> {
             inode_pid: HashMap::new(),
             negative: HashMap::new(),
             names: HashMap::new(),
+            recent: Vec::new(),
             tokens,
             refilled: None,
             stats: Stats::default(),
@@ -320,7 +345,23 @@ impl<H: Host> Classifier<H> {
         }
         if let Some(&pid) = self.inode_pid.get(&sock.inode) {
             self.stats.inode_hits += 1;
+            self.on_owner(pid);
             return Some(pid);
+        }
+        // A process that owned sockets before (a long-running program opening one more
+        // connection): read only its fds. Not rate limited: at most RECENT_OWNERS processes.
+        if !self.recent.is_empty() {
+            let cache = &mut self.inode_pid;
+            let (pid, _) = self
+                .host
+                .find_owner_in(&self.recent, sock.inode, &mut |ino, pid| {
+                    cache.insert(ino, pid);
+                });
+            if let Some(pid) = pid {
+                self.stats.recent_hits += 1;
+                self.on_owner(pid);
+                return Some(pid);
+            }
         }
         if let Some(&at) = self.negative.get(&sock.inode) {
             if now.saturating_duration_since(at) < self.cfg.negative_ttl {
@@ -341,13 +382,21 @@ impl<H: Host> Classifier<H> {
             cache.insert(ino, pid);
         });
         self.stats.scanned_processes += u64::from(scan.processes);
-        if pid.is_none() {
+        if let Some(pid) = pid {
+            self.on_owner(pid);
+        } else {
             if self.negative.len() >= MAX_CACHE {
                 self.negative.clear();
             }
             self.negative.insert(sock.inode, now);
         }
         pid
+    }
+
+    fn on_owner(&mut self, pid: u32) {
+        self.recent.retain(|p| *p != pid);
+        self.recent.insert(0, pid);
+        self.recent.truncate(RECENT_OWNERS);
     }
 
     /// The name of `pid`: cached for `name_ttl`. A vanished process loses its cache
@@ -368,6 +417,7 @@ impl<H: Host> Classifier<H> {
         let Some((name, source)) = named else {
             self.names.remove(&pid);
             self.inode_pid.retain(|_, p| *p != pid);
+            self.recent.retain(|p| *p != pid);
             return None;
         };
         if self.names.len() >= MAX_CACHE {
@@ -411,6 +461,7 @@ mod tests {
         /// pid -> (name, app cgroup, socket inodes)
         procs: HashMap<u32, (String, Option<String>, Vec<u32>)>,
         scans: u32,
+        hint_scans: u32,
         name_reads: u32,
         diag_error: bool,
     }
@@ -424,6 +475,25 @@ mod tests {
         }
         fn cgroup_app(&mut self, id: u64) -> Option<String> {
             self.cgroups.get(&id).cloned()
+        }
+        fn find_owner_in(
+            &mut self,
+            pids: &[u32],
+            inode: u32,
+            seen: &mut dyn FnMut(u32, u32),
+        ) -> (Option<u32>, ScanStats) {
+            self.hint_scans += 1;
+            for pid in pids {
+                if let Some((_, _, inodes)) = self.procs.get(pid) {
+                    for &i in inodes {
+                        seen(i, *pid);
+                    }
+                    if inodes.contains(&inode) {
+                        return (Some(*pid), ScanStats::default());
+                    }
+                }
+            }
+            (None, ScanStats::default())
         }
         fn find_owner(
             &mut self,
@@ -593,6 +663,27 @@ mod tests {
         assert_eq!(c.classify_at(t + Duration::from_secs(4), &flow(3)), None);
         assert!(!c.inode_pid.contains_key(&22));
         assert_eq!(c.host().scans, scans);
+    }
+
+    #[test]
+    fn new_socket_of_a_known_process_needs_no_full_scan() {
+        let (mut c, t) = setup();
+        assert_eq!(c.classify_at(t, &flow(2)).unwrap().name, "curl");
+        assert_eq!(c.host().scans, 1);
+        // curl opens another connection: found in its own fds.
+        let f = flow(8);
+        c.host.sockets.insert(f, sock(88, Some(1)));
+        c.host.procs.get_mut(&100).unwrap().2.push(88);
+        let a = c.classify_at(t, &f).unwrap();
+        assert_eq!((a.name.as_str(), a.pid), ("curl", Some(100)));
+        assert_eq!((c.host().scans, c.host().hint_scans), (1, 1));
+        assert_eq!(c.stats().recent_hits, 1);
+        // Not a recent owner's: falls through to a full scan.
+        let f = flow(9);
+        c.host.sockets.insert(f, sock(99, Some(1)));
+        c.host.procs.insert(300, ("ssh".into(), None, vec![99]));
+        assert_eq!(c.classify_at(t, &f).unwrap().name, "ssh");
+        assert_eq!((c.host().scans, c.host().hint_scans), (2, 2));
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //!    gives the socket's uid, inode and cgroup id;
 //! 2. a cgroup id under `upmt.apps/NAME` names application NAME (launched with
 //!    [`launch::run_in_app`]);
-//! 3. otherwise the inode leads to the owning process through `/proc/*/fd` (cached, scanned
-//!    only on a miss, rate-limited, negative-cached) and the process to its executable
-//!    name, or to its `upmt.apps/NAME` cgroup when the cgroup mount is not visible.
+//! 3. otherwise the inode leads to the owning process through `/proc/*/fd` (cached; on a
+//!    miss the fds of recent owners first, then a full scan, rate-limited and
+//!    negative-cached) and the process to its executable name, or to its `upmt.apps/NAME`
+//!    cgroup when the cgroup mount is not visible.
 //!
 //! No background work: an idle classifier costs nothing.
 //!

@@ -2,9 +2,10 @@
 //!
 //! Finding a socket's owner means reading `/proc/PID/fd/*` links (`socket:[INODE]`) of
 //! every process until one matches: the expensive path, taken only on a cache miss (see
-//! [`crate::Classifier`]). Processes of the socket's uid are visited first, newest pid
-//! first (a flow's first packet usually comes from a process that just started); every
-//! socket seen on the way is reported so the caller can cache it.
+//! [`crate::Classifier`]). Processes of our network namespace are visited first (the
+//! sock_diag lookup only sees that namespace's sockets), then those of the socket's uid,
+//! newest pid first (a flow's first packet usually comes from a process that just started);
+//! every socket seen on the way is reported so the caller can cache it.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -28,8 +29,9 @@ pub fn socket_inode(link: &str) -> Option<u32> {
 }
 
 /// Looks for the process holding socket `inode` under `proc_root` (normally `/proc`).
-/// Processes owned by `uid` first, newest first; stops at the first match. Calls `seen`
-/// with every `(inode, pid)` found on the way (including the match).
+/// Processes of our network namespace owned by `uid` first, then the rest of our namespace,
+/// then the others, newest first within each; stops at the first match. Calls `seen` with
+/// every `(inode, pid)` found on the way (including the match).
 pub fn find_socket_owner(
     proc_root: &Path,
     inode: u32,
@@ -40,41 +42,99 @@ pub fn find_socket_owner(
     let Ok(rd) = fs::read_dir(proc_root) else {
         return (None, stats);
     };
-    let mut pids: Vec<(bool, u32)> = rd
+    // The sock_diag socket sees the sockets of our network namespace: their owners are
+    // almost always processes of that namespace.
+    let own_netns = fs::metadata(proc_root.join("self/ns/net"))
+        .ok()
+        .map(|m| m.ino());
+    let mut pids: Vec<u32> = rd
         .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let other_uid = e.metadata().map(|m| m.uid() != uid).unwrap_or(true);
-            Some((other_uid, pid))
-        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
-    // Own uid first, then newest pid first.
-    pids.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    pids.sort_unstable_by(|a, b| b.cmp(a)); // newest first
     let mut buf = proc_root.to_path_buf();
-    for (_, pid) in pids {
+    // Pass 0: our namespace and the socket's uid; pass 1: our namespace; pass 2: the rest.
+    // Ranks are computed lazily so a recent owner is found without statting every process.
+    let mut later: Vec<(u8, u32)> = Vec::new();
+    for pid in pids {
         buf.push(pid.to_string());
-        buf.push("fd");
-        let rd = fs::read_dir(&buf);
+        let same_uid = fs::metadata(&buf).is_ok_and(|m| m.uid() == uid);
+        buf.push("ns/net");
+        let same_netns =
+            own_netns.is_none() || fs::metadata(&buf).ok().map(|m| m.ino()) == own_netns;
         buf.pop();
         buf.pop();
-        let Ok(rd) = rd else { continue };
-        stats.processes += 1;
-        let mut found = false;
-        for e in rd.flatten() {
-            stats.fds += 1;
-            let Ok(target) = fs::read_link(e.path()) else {
+        buf.pop();
+        match (same_netns, same_uid) {
+            (true, true) => {}
+            (true, false) => {
+                later.push((1, pid));
                 continue;
-            };
-            if let Some(ino) = target.to_str().and_then(socket_inode) {
-                seen(ino, pid);
-                found |= ino == inode;
+            }
+            (false, _) => {
+                later.push((2, pid));
+                continue;
             }
         }
-        if found {
+        if scan_process(&mut buf, pid, inode, seen, &mut stats) {
+            return (Some(pid), stats);
+        }
+    }
+    later.sort_by_key(|(rank, _)| *rank); // stable: newest first within a rank
+    for (_, pid) in later {
+        if scan_process(&mut buf, pid, inode, seen, &mut stats) {
             return (Some(pid), stats);
         }
     }
     (None, stats)
+}
+
+/// Looks for socket `inode` in the fd tables of `pids` only (processes that owned sockets
+/// before: a long-running program opening one more connection is found at the cost of
+/// reading its own fds).
+pub fn find_socket_owner_in(
+    proc_root: &Path,
+    pids: &[u32],
+    inode: u32,
+    seen: &mut dyn FnMut(u32, u32),
+) -> (Option<u32>, ScanStats) {
+    let mut stats = ScanStats::default();
+    let mut buf = proc_root.to_path_buf();
+    for &pid in pids {
+        if scan_process(&mut buf, pid, inode, seen, &mut stats) {
+            return (Some(pid), stats);
+        }
+    }
+    (None, stats)
+}
+
+/// Reads `<buf>/PID/fd`; reports its sockets; true when `inode` is among them.
+fn scan_process(
+    buf: &mut std::path::PathBuf,
+    pid: u32,
+    inode: u32,
+    seen: &mut dyn FnMut(u32, u32),
+    stats: &mut ScanStats,
+) -> bool {
+    buf.push(pid.to_string());
+    buf.push("fd");
+    let rd = fs::read_dir(&*buf);
+    buf.pop();
+    buf.pop();
+    let Ok(rd) = rd else { return false };
+    stats.processes += 1;
+    let mut found = false;
+    for e in rd.flatten() {
+        stats.fds += 1;
+        let Ok(target) = fs::read_link(e.path()) else {
+            continue;
+        };
+        if let Some(ino) = target.to_str().and_then(socket_inode) {
+            seen(ino, pid);
+            found |= ino == inode;
+        }
+    }
+    found
 }
 
 /// The process's command name (`/proc/PID/comm`, at most 15 bytes, settable by the
@@ -138,5 +198,8 @@ mod tests {
         assert_eq!(comm(Path::new("/proc"), u32::MAX), None);
         let (none, _) = find_socket_owner(Path::new("/nonexistent"), inode, uid, &mut |_, _| {});
         assert_eq!(none, None);
+        let (hint, stats) =
+            find_socket_owner_in(Path::new("/proc"), &[u32::MAX, me], inode, &mut |_, _| {});
+        assert_eq!((hint, stats.processes), (Some(me), 1));
     }
 }
