@@ -274,6 +274,14 @@ pub enum Event {
     },
     /// Flows removed by [`Command::ExpireFlows`].
     FlowsExpired(Vec<FlowKey>),
+    /// Receiving on a tunnel's socket failed for good; the data plane stopped listening on
+    /// it (`id` is `None` for the anchor's shared tunnel port).
+    TunnelError {
+        /// Tunnel id (dedicated socket), or `None`.
+        id: Option<TunnelId>,
+        /// Error.
+        error: String,
+    },
     /// A shard stopped on an I/O error.
     ShardFailed {
         /// Shard index.

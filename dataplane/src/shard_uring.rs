@@ -179,8 +179,16 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                         if let Some(b) = d.buffer {
                             io.recycle_net(b);
                         }
-                        if !transient(d.result) {
-                            return Err(io::Error::from_raw_os_error(-d.result));
+                        // Errors of one tunnel socket (ICMP-reported ECONNREFUSED on a
+                        // connected socket, interface gone...) never stop the shard: transient
+                        // ones re-arm; others retire that socket and tell the control thread.
+                        if !transient(d.result) && !socket_transient(d.result) {
+                            sock.removed = true;
+                            let error = io::Error::from_raw_os_error(-d.result).to_string();
+                            let _ = fwd.events.try_send(crate::control::Event::TunnelError {
+                                id: dedicated,
+                                error,
+                            });
                         }
                         continue;
                     }
@@ -322,6 +330,21 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
 }
 
 /// Completion errors after which re-arming makes sense.
+/// Receive errors a UDP socket reports from ICMP or link changes, after which it still works.
+fn socket_transient(res: i32) -> bool {
+    matches!(
+        -res,
+        libc::ECONNREFUSED
+            | libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::ENETDOWN
+            | libc::EHOSTDOWN
+            | libc::ETIMEDOUT
+            | libc::EMSGSIZE
+            | libc::EPROTO
+    )
+}
+
 fn transient(res: i32) -> bool {
     matches!(
         -res,

@@ -619,6 +619,48 @@ fn suite(backend: Backend, nat: NatMode, vnet_hdr: bool) {
         s1 - s0
     );
 
+    // --- anchor restart: ICMP port unreachable on the MH's connected sockets must not stop
+    // its shards; traffic resumes once the anchor is back with its tunnels ---
+    an.shutdown().unwrap();
+    assert!(!udp_echo(&bed.mh, 6100, b"anchor down".to_vec()));
+    let an = engine_in(&bed.an, acfg.clone());
+    sh(&format!(
+        "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} route add 100.64.0.0/16 dev upmt0",
+        bed.an
+    ));
+    if nat == NatMode::Napt {
+        sh(&format!(
+            "ip -n {0} route add {public}/32 dev upmt0",
+            bed.an
+        ));
+    }
+    for (i, local) in mh_locals.iter().enumerate() {
+        an.handle()
+            .send(Command::AddPeerTunnel {
+                id: i as u32 + 1,
+                remote: *local,
+            })
+            .unwrap();
+    }
+    an.handle()
+        .send(Command::BindHost {
+            host: 1,
+            vipa: IpAddr::V4(VIPA),
+            tunnels: vec![1, 2],
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        udp_echo(&bed.mh, 6101, b"anchor back".to_vec()),
+        "traffic after the anchor restart"
+    );
+    while let Ok(ev) = mh.handle().events.try_recv() {
+        assert!(
+            !matches!(ev, Event::ShardFailed { .. } | Event::TunnelError { .. }),
+            "unexpected {ev:?}"
+        );
+    }
+
     // --- clean shutdown, then the same TUN can be opened again at once ---
     mh.shutdown().unwrap();
     let mh2 = engine_in(&bed.mh, mcfg);
