@@ -714,6 +714,53 @@ fn iperf(bed: &Bed, secs: u32, extra: &str) -> f64 {
         / 1e9
 }
 
+/// Small-packet rate: iperf3 UDP, 64-byte payloads, unlimited rate; received packets/s.
+fn udp_pps(bed: &Bed, secs: u32) -> f64 {
+    let out = Proc::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip netns exec {} iperf3 -c {CH} -u -b 0 -l 64 -t {secs} -J",
+            bed.mh
+        ))
+        .output()
+        .expect("iperf3");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let s = &v["end"]["sum"];
+    let (p, l, t) = (
+        s["packets"].as_f64().unwrap_or(0.0),
+        s["lost_packets"].as_f64().unwrap_or(0.0),
+        s["seconds"].as_f64().unwrap_or(1.0),
+    );
+    (p - l).max(0.0) / t.max(0.001)
+}
+
+/// Average ping RTT in ms (20 pings, 20 ms apart).
+fn ping_ms(bed: &Bed) -> f64 {
+    let out = Proc::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip netns exec {} ping -q -c 20 -i 0.02 {CH}",
+            bed.mh
+        ))
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("min/avg/max"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().split('/').nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// TCP runs, small-packet rate and RTT for the path currently set up.
+fn measure(bed: &Bed, secs: u32, runs: usize) -> (Vec<f64>, f64, f64) {
+    let v: Vec<f64> = (0..runs).map(|_| iperf(bed, secs, "")).collect();
+    let pps = udp_pps(bed, secs.min(3));
+    let rtt = ping_ms(bed);
+    (v, pps, rtt)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -792,9 +839,9 @@ fn figures() {
         "ip -n {0} route replace 198.18.3.0/24 via 192.168.100.1 dev w0",
         bed.mh
     ));
-    let v: Vec<f64> = (0..runs).map(|_| iperf(&bed, secs, "")).collect();
+    let (v, pps, rtt) = measure(&bed, secs, runs);
     report.push(format!(
-        "kernel routing: {v:.2?} Gb/s, median {:.2}",
+        "kernel routing: TCP {v:.2?} Gb/s, median {:.2}; UDP 64 B {pps:.0} pkt/s; RTT {rtt:.3} ms",
         median(v.clone())
     ));
     sh(&format!("ip -n {0} route del 198.18.3.0/24", bed.mh));
@@ -847,13 +894,13 @@ fn figures() {
         mh.handle().send(Command::SetDefault(Some(1))).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let s0 = mh.handle().stats();
-        let v: Vec<f64> = (0..runs).map(|_| iperf(&bed, secs, "")).collect();
+        let (v, pps, rtt) = measure(&bed, secs, runs);
         let s1 = mh.handle().stats();
         let pk = |s: &StatsSnapshot| s.total(|x| x.tun_rx).0 + s.total(|x| x.net_rx).0;
         let sc = |s: &StatsSnapshot| s.shards.iter().map(|x| x.syscalls).sum::<u64>();
         let per_pkt = (sc(&s1) - sc(&s0)) as f64 / (pk(&s1) - pk(&s0)).max(1) as f64;
         report.push(format!(
-            "engine {backend:?}: {v:.2?} Gb/s, median {:.2}; MH syscalls/packet {per_pkt:.3}",
+            "engine {backend:?}: TCP {v:.2?} Gb/s, median {:.2}; UDP 64 B {pps:.0} pkt/s; RTT {rtt:.3} ms; MH syscalls/packet {per_pkt:.3}",
             median(v.clone())
         ));
         if std::env::var_os("UPMT_FIGURES_DEBUG").is_some() {
@@ -892,9 +939,9 @@ fn figures() {
             bed.mh
         ));
         std::thread::sleep(Duration::from_millis(100));
-        let v: Vec<f64> = (0..runs).map(|_| iperf(&bed, secs, "")).collect();
+        let (v, pps, rtt) = measure(&bed, secs, runs);
         report.push(format!(
-            "naive relay: {v:.2?} Gb/s, median {:.2}",
+            "naive relay: TCP {v:.2?} Gb/s, median {:.2}; UDP 64 B {pps:.0} pkt/s; RTT {rtt:.3} ms",
             median(v.clone())
         ));
         // The relay threads block in read(2); they end with the process (not joined).
