@@ -43,8 +43,10 @@ pub struct EngineConfig {
     pub tun_name: String,
     /// Number of shards; 0 = one per core.
     pub shards: usize,
-    /// Pin shard `i` to core `i % cores`.
+    /// Pin shard `i` to core `(first_core + i) % cores`.
     pub pin_cores: bool,
+    /// First core used for pinning (two engines in one process: give them different ones).
+    pub first_core: usize,
     /// I/O backend.
     pub backend: Backend,
     /// Anchor: the tunnel port address (one `SO_REUSEPORT` socket per shard). Mobile: unused.
@@ -96,6 +98,7 @@ impl EngineConfig {
             tun_name: tun_name.to_string(),
             shards: 0,
             pin_cores: true,
+            first_core: 0,
             backend: Backend::Auto,
             listen: None,
             socket_buffer: 4 << 20,

@@ -286,7 +286,7 @@ impl Engine {
                 cfg: cfg.clone(),
             };
             let core = if cfg.pin_cores && !cores.is_empty() {
-                cores.get(i % cores.len()).copied()
+                cores.get((cfg.first_core + i) % cores.len()).copied()
             } else {
                 None
             };

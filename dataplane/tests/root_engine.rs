@@ -849,6 +849,7 @@ fn figures() {
     for backend in [Backend::Uring, Backend::Poll] {
         let mut acfg = EngineConfig::new(Mode::Anchor, "upmt0");
         acfg.shards = 1;
+        acfg.first_core = 1; // the MH engine's shard is on core 0
         acfg.backend = backend;
         acfg.listen = Some(AN_TUNNEL.parse().unwrap());
         let an = engine_in(&bed.an, acfg);
