@@ -101,11 +101,10 @@ impl ParseError {
         let ctx = self.ctx.as_deref()?;
         let (status, reason) = self.kind.status();
         let mut s = format!("SIP/2.0 {status} {reason}\r\n");
-        for v in &ctx.vias {
-            s.push_str("Via: ");
-            s.push_str(v);
-            s.push_str("\r\n");
-        }
+        // All Via values on one line, comma-separated: never longer than they came in.
+        s.push_str("Via: ");
+        s.push_str(&ctx.vias.join(","));
+        s.push_str("\r\n");
         s.push_str("From: ");
         s.push_str(&ctx.from);
         s.push_str("\r\nTo: ");
@@ -331,7 +330,13 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         }
         let slot = match canonical_name(name) {
             Some("Via") => {
-                vias.extend(split_comma_list(value).into_iter().map(str::to_owned));
+                // Empty list elements (`a,,b`) are ignored (RFC 7230 §7 list rule).
+                vias.extend(
+                    split_comma_list(value)
+                        .into_iter()
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned),
+                );
                 continue;
             }
             Some("From") => (&mut from, "From"),
