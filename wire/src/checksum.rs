@@ -37,13 +37,18 @@ pub fn sum(data: &[u8]) -> u16 {
     for word in &mut words {
         acc = add_carry(acc, ne64(word));
     }
-    let rest = words.remainder();
-    let mut tail = [0u8; 8];
-    // At most 7 bytes; an odd last byte keeps its position, i.e. the high half of its word.
-    if let Some(dst) = tail.get_mut(..rest.len()) {
-        dst.copy_from_slice(rest);
+    // At most 7 bytes left: whole 16-bit words, then an odd last byte, which keeps its
+    // position in memory, i.e. the high half of its big-endian word (fixed-size reads, no
+    // memcpy call).
+    let mut halves = words.remainder().chunks_exact(2);
+    for half in &mut halves {
+        if let [a, b] = *half {
+            acc = add_carry(acc, u64::from(u16::from_ne_bytes([a, b])));
+        }
     }
-    acc = add_carry(acc, u64::from_ne_bytes(tail));
+    if let [last] = *halves.remainder() {
+        acc = add_carry(acc, u64::from(u16::from_ne_bytes([last, 0])));
+    }
     u16::from_be(fold(acc))
 }
 
