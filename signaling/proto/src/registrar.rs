@@ -539,6 +539,17 @@ impl Registrar {
         if auth.username != user {
             return self.forbid(req, path, "Identity Mismatch");
         }
+        // RFC 7616 §3.4.6 wants the `uri` directive to name the Request-URI. SIP clients
+        // differ (SIPp 3.6 sends `sip:<registrar ip>:<port>`), and replay is already
+        // prevented by our nonce and the increasing nonce-count, so only a SIP URI is
+        // required here; the digest covers whatever `uri` says.
+        let uri_ok = auth
+            .uri
+            .split_once(':')
+            .is_some_and(|(s, _)| s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips"));
+        if !uri_ok {
+            return self.forbid(req, path, "Digest URI Mismatch");
+        }
         let Some((nc, cnonce)) = auth.qop.clone() else {
             return self.forbid(req, path, "qop=auth Required");
         };

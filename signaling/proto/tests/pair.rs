@@ -224,6 +224,18 @@ fn forged_nonce_rechallenged_and_identity_mismatch_forbidden() {
         .unwrap()
         .payload
         .starts_with(b"SIP/2.0 403"));
+    // A Digest `uri` that is not a SIP URI.
+    let moved = authed
+        .replacen("uri=\"sip:upmt\"", "uri=\"http://upmt/\"", 1)
+        .replacen("branch=z9hG4bK", "branch=z9hG4bKz", 1);
+    assert_ne!(moved, authed);
+    p.inject_to_anchor(src, moved.as_bytes());
+    let r = p.anchor.poll_transmit(p.now).unwrap().payload;
+    assert!(
+        r.starts_with(b"SIP/2.0 403 Digest URI Mismatch"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
 }
 
 #[test]
