@@ -103,4 +103,5 @@ mod verdict;
 pub use config::{ConfigError, Filtering, NatConfig, Timeouts};
 pub use mapping::{MappingInfo, Proto, TcpState};
 pub use table::Nat;
+pub use translate::Pinned;
 pub use verdict::{CounterSnapshot, DropReason, Verdict};

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use papaya::Guard;
 
 use crate::config::{ConfigError, Filtering, NatConfig};
 use crate::hash::{fmix64, KeyHashState};
-use crate::mapping::{Key, Mapping, MappingInfo, PermKey, Proto, Remote, TcpState};
+use crate::mapping::{InEntry, Key, Mapping, MappingInfo, PermKey, Proto, Remote, TcpState};
 use crate::verdict::{CounterSnapshot, Counters, DropReason, Verdict};
 
 pub(crate) type PMap<K, V> = papaya::HashMap<K, V, KeyHashState>;
@@ -33,9 +33,10 @@ pub struct Nat {
     /// `(proto, VIPA, port)` -> mapping.
     pub(crate) out: PMap<Key, Arc<Mapping>>,
     /// `(proto, public address, port)` -> mapping.
-    pub(crate) inb: PMap<Key, Arc<Mapping>>,
-    /// Filtering permissions -> last outbound packet to that remote (ms).
-    perms: PMap<PermKey, AtomicU64>,
+    pub(crate) inb: PMap<Key, InEntry>,
+    /// Filtering permissions beyond each mapping's first remote. A permission lives as long
+    /// as its mapping (RFC 4787 §5 ties filtering to the mapping, not to a timer of its own).
+    perms: PMap<PermKey, ()>,
     /// Fragment tracking.
     frags: PMap<FragKey, FragEntry>,
     frag_count: AtomicUsize,
@@ -113,18 +114,21 @@ impl Nat {
         let build = |cap: usize| (cap, hs, shared.clone());
         let (c, h, s) = build(1024);
         let out = papaya::HashMap::builder()
+            .resize_mode(papaya::ResizeMode::Blocking)
             .hasher(h)
             .capacity(c)
             .shared_collector(s)
             .build();
         let (c, h, s) = build(1024);
         let inb = papaya::HashMap::builder()
+            .resize_mode(papaya::ResizeMode::Blocking)
             .hasher(h)
             .capacity(c)
             .shared_collector(s)
             .build();
         let (_, h, s) = build(0);
         let perms = papaya::HashMap::builder()
+            .resize_mode(papaya::ResizeMode::Blocking)
             .hasher(h)
             .capacity(if cfg.filtering == Filtering::EndpointIndependent {
                 0
@@ -135,6 +139,7 @@ impl Nat {
             .build();
         let (_, h, s) = build(0);
         let frags = papaya::HashMap::builder()
+            .resize_mode(papaya::ResizeMode::Blocking)
             .hasher(h)
             .capacity(64)
             .shared_collector(s)
@@ -234,14 +239,13 @@ impl Nat {
         self.out.get(&key, guard)
     }
 
-    /// The live mapping for an inbound key, or `None` (lock-free).
+    /// The inbound entry for an inbound key, or `None` (lock-free).
+    ///
+    /// A mapping is usable inbound until [`Nat::expire`] removes it (at most one expiry
+    /// period after its deadline), so the inbound path reads no timestamp.
     #[inline]
-    pub(crate) fn lookup_in<'g>(
-        &self,
-        key: Key,
-        guard: &'g impl Guard,
-    ) -> Option<&'g Arc<Mapping>> {
-        self.inb.get(&key, guard).filter(|m| !m.is_dead())
+    pub(crate) fn lookup_in<'g>(&self, key: Key, guard: &'g impl Guard) -> Option<&'g InEntry> {
+        self.inb.get(&key, guard)
     }
 
     /// The outbound mapping for `(proto, vipa, vport)`, refreshed, created if missing.
@@ -304,7 +308,7 @@ impl Nat {
             init,
             remote,
         ));
-        self.inb.insert(m.in_key(), m.clone(), guard);
+        self.inb.insert(m.in_key(), InEntry::new(m.clone()), guard);
         self.out.insert(key, m.clone(), guard);
         slow.hosts.entry(vipa).or_default().insert(key);
         self.live.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +386,7 @@ impl Nat {
         if self
             .inb
             .get(&ikey, guard)
-            .is_some_and(|x| Arc::ptr_eq(x, m))
+            .is_some_and(|x| Arc::ptr_eq(&x.m, m))
         {
             self.inb.remove(&ikey, guard);
         }
@@ -537,86 +541,49 @@ impl Nat {
 
     /// Records that the host sent to `remote` through `m` (outbound packet).
     #[inline]
-    pub(crate) fn permit(&self, m: &Mapping, remote: Remote, now_ms: u64, guard: &impl Guard) {
-        if self.cfg.filtering == Filtering::EndpointIndependent {
-            return;
-        }
-        if remote == m.first_remote {
-            refresh_stamp(&m.first_seen, now_ms);
+    pub(crate) fn permit(&self, m: &Mapping, remote: Remote, guard: &impl Guard) {
+        if self.cfg.filtering == Filtering::EndpointIndependent || remote == m.first_remote {
             return;
         }
         let pk = PermKey::new(m.in_key(), remote);
-        if let Some(t) = self.perms.get(&pk, guard) {
-            refresh_stamp(t, now_ms);
-            return;
+        if !self.perms.contains_key(&pk, guard) {
+            self.add_permission(m, pk, remote, guard);
         }
-        self.add_permission(m, pk, remote, now_ms, guard);
     }
 
     /// Slow path of [`Nat::permit`] (a new remote for an existing mapping): takes the
     /// slow-path lock, like creation.
     #[cold]
-    fn add_permission(
-        &self,
-        m: &Mapping,
-        pk: PermKey,
-        remote: Remote,
-        now_ms: u64,
-        guard: &impl Guard,
-    ) {
-        // The slow-path lock: unlink() kills and drains a mapping under it, so a permission
-        // added here is either seen by it or not added at all.
+    fn add_permission(&self, m: &Mapping, pk: PermKey, remote: Remote, guard: &impl Guard) {
+        // unlink() kills and drains a mapping under this lock, so a permission added here
+        // is either seen by it or not added at all.
         let mut slow = self.lock_slow();
         if m.is_dead() || self.perms.contains_key(&pk, guard) {
             return;
         }
-        let list = slow.perm_lists.entry(m.in_key()).or_default();
-        let cap = self.cfg.max_permissions_per_mapping.max(1);
-        if list.len() >= cap {
-            // forget the least recently used remote
-            let ikey = m.in_key();
-            let oldest = list
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, r)| {
-                    self.perms
-                        .get(&PermKey::new(ikey, **r), guard)
-                        .map_or(0, |t| t.load(Ordering::Relaxed))
-                })
-                .map(|(i, _)| i);
-            if let Some(i) = oldest {
-                let r = list.swap_remove(i);
-                self.perms.remove(&PermKey::new(ikey, r), guard);
-            }
+        let ikey = m.in_key();
+        let list = slow.perm_lists.entry(ikey).or_default();
+        if list.len() >= self.cfg.max_permissions_per_mapping.max(1) {
+            // forget the oldest remote
+            let r = list.remove(0);
+            self.perms.remove(&PermKey::new(ikey, r), guard);
         }
         list.push(remote);
-        self.perms.insert(pk, AtomicU64::new(now_ms), guard);
+        self.perms.insert(pk, (), guard);
     }
 
-    /// May `remote` send to mapping `m` now? (inbound packet)
+    /// May `remote` send to the mapping of inbound entry `e`? (inbound packet)
     #[inline]
     pub(crate) fn permitted(
         &self,
-        m: &Mapping,
+        ikey: Key,
+        e: &InEntry,
         remote: Remote,
-        now_ms: u64,
         guard: &impl Guard,
     ) -> bool {
-        if self.cfg.filtering == Filtering::EndpointIndependent {
-            return true;
-        }
-        let timeout = m.timeout_ms(&self.cfg.timeouts);
-        if remote == m.first_remote {
-            return now_ms <= m.first_seen.load(Ordering::Relaxed).saturating_add(timeout);
-        }
-        match self.perms.get(&PermKey::new(m.in_key(), remote), guard) {
-            Some(t) => {
-                now_ms
-                    <= t.load(Ordering::Relaxed)
-                        .saturating_add(m.timeout_ms(&self.cfg.timeouts))
-            }
-            None => false,
-        }
+        self.cfg.filtering == Filtering::EndpointIndependent
+            || remote == e.first_remote
+            || self.perms.contains_key(&PermKey::new(ikey, remote), guard)
     }
 
     fn clear_permissions(&self, slow: &mut Slow, m: &Mapping, guard: &impl Guard) {
@@ -674,17 +641,6 @@ impl Nat {
                 self.frag_count.fetch_sub(1, Ordering::Relaxed);
             }
         }
-    }
-}
-
-/// Moves a timestamp forward, at most once per refresh grain (one shared write a second).
-#[inline]
-fn refresh_stamp(t: &AtomicU64, now_ms: u64) {
-    if now_ms
-        > t.load(Ordering::Relaxed)
-            .saturating_add(crate::mapping::REFRESH_GRAIN_MS)
-    {
-        t.fetch_max(now_ms, Ordering::Relaxed);
     }
 }
 

@@ -154,11 +154,12 @@ fn filtering_address_and_port_dependent() {
 }
 
 #[test]
-fn filtering_permission_expires_with_idle_timeout() {
+fn filtering_permissions_live_as_long_as_the_mapping() {
+    // RFC 4787 §5 ties filtering to the mapping: a peer the host has sent to stays admitted
+    // while the mapping lives (kept alive here by traffic to CH2 only)
     let n = nat(Filtering::AddressDependent);
     let t0 = Instant::now();
     n.translate_outbound(t0, H1, &mut udp(H1, 7000, CH, 53));
-    // keep the mapping alive by talking to CH2 only
     for k in 1..=5 {
         n.translate_outbound(t0 + secs(100 * k), H1, &mut udp(H1, 7000, CH2, 53));
     }
@@ -171,8 +172,44 @@ fn filtering_permission_expires_with_idle_timeout() {
     );
     assert_eq!(
         n.translate_inbound(t, &mut udp(CH, 53, PUBLIC, 7000)),
-        Verdict::Drop(DropReason::Filtered),
-        "CH's permission is older than the UDP timeout"
+        fwd(H1)
+    );
+    // with the mapping, every permission goes
+    n.expire(t0 + secs(800));
+    assert!(n.is_empty());
+    n.translate_outbound(t0 + secs(800), H1, &mut udp(H1, 7000, CH2, 53));
+    assert_eq!(
+        n.translate_inbound(t0 + secs(800), &mut udp(CH, 53, PUBLIC, 7000)),
+        Verdict::Drop(DropReason::Filtered)
+    );
+}
+
+#[test]
+fn permissions_per_mapping_are_capped_oldest_forgotten() {
+    let mut c = cfg(Filtering::AddressDependent);
+    c.max_permissions_per_mapping = 2;
+    let n = Nat::new(c).unwrap();
+    let t0 = Instant::now();
+    let peers: Vec<Ipv4Addr> = (1..=4).map(|i| Ipv4Addr::new(198, 18, 3, 10 + i)).collect();
+    for p in &peers {
+        n.translate_outbound(t0, H1, &mut udp(H1, 7000, *p, 53));
+    }
+    // first peer: inline; the list keeps the 2 newest of the 3 others
+    assert_eq!(
+        n.translate_inbound(t0, &mut udp(peers[0], 53, PUBLIC, 7000)),
+        fwd(H1)
+    );
+    assert_eq!(
+        n.translate_inbound(t0, &mut udp(peers[1], 53, PUBLIC, 7000)),
+        Verdict::Drop(DropReason::Filtered)
+    );
+    assert_eq!(
+        n.translate_inbound(t0, &mut udp(peers[2], 53, PUBLIC, 7000)),
+        fwd(H1)
+    );
+    assert_eq!(
+        n.translate_inbound(t0, &mut udp(peers[3], 53, PUBLIC, 7000)),
+        fwd(H1)
     );
 }
 
@@ -222,10 +259,17 @@ fn udp_timeout_default_5_min_refreshed_outbound_only() {
 }
 
 #[test]
-fn udp_past_deadline_but_not_swept_refuses_inbound() {
+fn inbound_works_until_the_sweep() {
+    // the inbound path reads no timestamp: a mapping past its deadline answers until
+    // expire() (called every second by the control thread) removes it
     let n = nat(Filtering::EndpointIndependent);
     let t0 = Instant::now();
     n.translate_outbound(t0, H1, &mut udp(H1, 7000, CH, 53));
+    assert_eq!(
+        n.translate_inbound(t0 + secs(301), &mut udp(CH, 53, PUBLIC, 7000)),
+        fwd(H1)
+    );
+    n.expire(t0 + secs(301));
     assert_eq!(
         n.translate_inbound(t0 + secs(301), &mut udp(CH, 53, PUBLIC, 7000)),
         Verdict::Drop(DropReason::NoMapping)
@@ -838,4 +882,22 @@ fn mass_expiry_in_batches_removes_everything() {
     assert_eq!(n.expire(t0 + secs(400)), 10);
     assert!(n.is_empty());
     assert_eq!(n.next_expiry(), None);
+}
+
+#[test]
+fn pinned_batch_api_matches_per_packet_api() {
+    let n = nat(Filtering::AddressDependent);
+    let t0 = Instant::now();
+    let pin = n.pin();
+    let mut out: Vec<Vec<u8>> = (0..8).map(|i| udp(H1, 30_000 + i, CH, 53)).collect();
+    for p in &mut out {
+        assert_eq!(pin.translate_outbound(t0, H1, p), Verdict::ToInternet);
+        verify(p).unwrap();
+    }
+    for i in 0..8 {
+        let mut r = udp(CH, 53, PUBLIC, 30_000 + i);
+        assert_eq!(pin.translate_inbound(t0, &mut r), fwd(H1));
+    }
+    drop(pin);
+    assert_eq!(n.len(), 8);
 }
