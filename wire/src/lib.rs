@@ -4,8 +4,11 @@
 //! options), IPv6 (with an extension-header walk to the transport header), UDP, TCP (with the
 //! MSS option for clamping), ICMPv4 and ICMPv6 (errors expose the quoted packet), the Internet
 //! checksum (full and incremental), the [`FlowKey`] of any packet (also of the packet quoted in
-//! an ICMP error), in-place address/port rewrites with incremental checksum updates
-//! ([`rewrite`]), and the UPMT tunnel payload framing ([`tunnel`]).
+//! an ICMP error), in-place address/port rewrites with incremental checksum updates, ICMP
+//! errors translated as a NAT must (RFC 5508, [`rewrite`]), ICMP "fragmentation needed" /
+//! "packet too big" generation for path MTU discovery through the tunnel
+//! ([`icmpv4::emit_frag_needed`], [`icmpv6::emit_packet_too_big`]), and the UPMT tunnel
+//! payload framing ([`tunnel`]).
 //!
 //! It does **not** do I/O, keep state, allocate on the per-packet path, reassemble fragments or
 //! validate anything beyond what a header says about itself. `unsafe` is forbidden.
