@@ -284,3 +284,84 @@ fn launcher_refuses_bad_names() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad application name"), "{err}");
 }
+
+/// A network namespace of our own, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("u{}-ac", std::process::id());
+        let ok = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        assert!(ok(&["netns", "add", &name]), "ip netns add {name} failed");
+        let ns = Netns(name);
+        assert!(ok(&["-n", &ns.0, "link", "set", "lo", "up"]));
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn classify_cmd(prefix: &[&str], port: u16) -> String {
+    let (prog, args) = prefix.split_first().unwrap();
+    let out = Command::new(prog)
+        .args(args)
+        .arg(env!("CARGO_BIN_EXE_appclass-classify"))
+        .args(["udp", &format!("127.0.0.1:{port}"), "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The testbed's situation (KERNEL-NOTES): the daemon runs inside a namespace entered with
+/// `ip netns exec`, which hides the cgroup2 mount; applications are started with the
+/// launcher *before* entering the namespace.
+#[test]
+fn inside_a_network_namespace() {
+    let mount = require_root_and_cgroup2();
+    let ns = Netns::new();
+    let app = format!("test-ns-{}", std::process::id());
+    let mut guard = Guard {
+        child: None,
+        mount,
+        app: app.clone(),
+    };
+    let udp_child = "import socket, sys\n\
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        u.bind(('127.0.0.1', 0))\n\
+        print(u.getsockname()[1], flush=True)\n\
+        sys.stdin.read()\n";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_appclass-run"))
+        .args([
+            &app, "--", "ip", "netns", "exec", &ns.0, "python3", "-c", udp_child,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    guard.child = Some(child);
+    let port: u16 = line.trim().parse().expect("child printed no port");
+
+    // `ip netns exec`: no cgroup mount, found through /proc/PID/cgroup.
+    let inside = classify_cmd(&["ip", "netns", "exec", &ns.0], port);
+    assert!(
+        inside.starts_with(&format!("{app} ProcCgroup pid=")),
+        "{inside}"
+    );
+    // `nsenter --net`: mounts kept, found by the socket's cgroup id.
+    let netns_path = format!("--net=/var/run/netns/{}", ns.0);
+    let nsenter = classify_cmd(&["nsenter", &netns_path], port);
+    assert!(nsenter.starts_with(&format!("{app} Cgroup ")), "{nsenter}");
+    // From the host namespace the socket does not exist.
+    assert_eq!(classify_cmd(&["env"], port), "none");
+    drop(guard);
+    drop(ns);
+}
