@@ -828,16 +828,9 @@ impl Engine {
     pub fn reload(&mut self, now: Instant, policy: Policy) {
         self.policy = policy;
         let policy = &self.policy;
+        // A class gone from the policy has no decision any more (its flows get a new class
+        // when re-decided); a pin survives while the new policy allows its interface.
         self.classes.retain(|c, _| policy.class(c).is_some());
-        for st in self.classes.values_mut() {
-            if st
-                .pinned
-                .as_ref()
-                .is_some_and(|p| !self.paths.contains_key(p) && !self.costs.contains_key(p))
-            {
-                st.pinned = None;
-            }
-        }
         self.refresh(now);
     }
 
@@ -1485,9 +1478,24 @@ interfaces = ["eth0", "any"]
             e.reevaluate(later),
             vec![mv("voip", tun("umts0"), tun("wlan0"))]
         );
+        // A reload that drops an application forgets its class; a pin to an interface the
+        // new policy forbids is ignored.
+        e.pin("video", Some("umts0")).unwrap();
+        assert_eq!(
+            e.reevaluate(later),
+            vec![mv("video", tun("wlan0"), tun("umts0"))]
+        );
+        let no_voip = "[app.video]\ninterfaces = [\"wlan0\"]\nnever = [\"umts0\"]\n";
+        e.reload(later, Policy::parse(no_voip).unwrap());
+        assert_eq!(e.current("voip"), None);
+        assert_eq!(
+            e.reevaluate(later),
+            vec![mv("video", tun("umts0"), tun("wlan0"))]
+        );
+        assert_eq!(e.decide(later, Some("voip"), &web()).class, DEFAULT_CLASS);
         // A bad file is refused; the engine keeps its policy.
         assert!(Policy::parse("[app.video]\ninterfaces = \"wlan0\"").is_err());
-        assert!(e.is_realtime("video"));
+        assert!(!e.is_realtime("video"));
     }
 
     fn err(text: &str) -> String {
