@@ -173,6 +173,11 @@ impl Forwarder {
             Class::Malformed => NetVerdict::Drop(DropReason::Malformed),
             Class::ReservedControl => NetVerdict::Drop(DropReason::ControlRejected),
             Class::Control { kind, body_len } => {
+                // Keepalives and signalling count as traffic of their tunnel: the anchor
+                // removes tunnels that stay silent.
+                if let Some(tun) = tunnel.and_then(|t| self.tables.tunnel(t)) {
+                    tun.rx.add(payload.len());
+                }
                 self.control(tunnel, from, kind, payload, body_len, now)
             }
             Class::Data => {

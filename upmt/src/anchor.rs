@@ -164,6 +164,10 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let mut next_host: dataplane::HostId = 1;
     let events = engine.handle().events.clone();
     let mut last_nat_sweep = Instant::now();
+    let mut last_tunnel_sweep = Instant::now();
+    // Tunnel id -> (bytes received when last seen, when they last changed).
+    let mut tunnel_rx: HashMap<u32, (u64, Instant)> = HashMap::new();
+    let tunnel_idle = Duration::from_secs(cfg.limits.tunnel_idle_s.into());
 
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -193,6 +197,19 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
         while let Some(ev) = registrar.poll_event() {
             on_registrar_event(ev, &mut hosts, &mut next_host, &engine, nat.as_deref());
         }
+        if now.duration_since(last_tunnel_sweep) >= Duration::from_secs(5) {
+            last_tunnel_sweep = now;
+            for id in silent_tunnels(&engine, &mut tunnel_rx, now, tunnel_idle) {
+                if let Some(user) = registrar.remove_tunnel(id) {
+                    tracing::info!(%user, tunnel_id = id, "tunnel silent: removed");
+                    if let Some(h) = hosts.get_mut(&user) {
+                        h.tunnels.remove(&id);
+                        bind_host(&engine, h);
+                    }
+                }
+                let _ = engine.handle().send(Command::RemoveTunnel { id });
+            }
+        }
         if let Some(n) = &nat {
             if now.duration_since(last_nat_sweep) >= Duration::from_secs(1) {
                 n.expire(now);
@@ -204,6 +221,27 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     tracing::info!("anchor stopping");
     let _ = engine.shutdown();
     Ok(())
+}
+
+/// Tunnels whose received-bytes counter has not moved for `limit`.
+fn silent_tunnels(
+    engine: &Engine,
+    seen: &mut HashMap<u32, (u64, Instant)>,
+    now: Instant,
+    limit: Duration,
+) -> Vec<u32> {
+    let stats = engine.handle().stats();
+    let mut silent = Vec::new();
+    for t in &stats.tunnels {
+        let e = seen.entry(t.id).or_insert((t.rx.1, now));
+        if t.rx.1 != e.0 {
+            *e = (t.rx.1, now);
+        } else if now.duration_since(e.1) >= limit {
+            silent.push(t.id);
+        }
+    }
+    seen.retain(|id, _| stats.tunnels.iter().any(|t| t.id == *id) && !silent.contains(id));
+    silent
 }
 
 fn spawn_udp_reader(sock: UdpSocket) -> Result<Receiver<(SocketAddr, Vec<u8>)>> {

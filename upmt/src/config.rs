@@ -340,6 +340,11 @@ pub struct AnchorLimits {
     /// Flows one host may have in the PAFT.
     #[serde(default = "default_max_flows")]
     pub max_flows_per_host: u32,
+    /// A tunnel that received nothing (not even a keepalive) for this long is removed,
+    /// seconds (its host replaced it, or its NAT mapping changed). Keep it well above the
+    /// mobile hosts' keepalive interval.
+    #[serde(default = "default_tunnel_idle")]
+    pub tunnel_idle_s: u32,
 }
 
 impl Default for AnchorLimits {
@@ -348,6 +353,7 @@ impl Default for AnchorLimits {
             max_hosts: default_max_hosts(),
             max_tunnels_per_host: default_max_tunnels(),
             max_flows_per_host: default_max_flows(),
+            tunnel_idle_s: default_tunnel_idle(),
         }
     }
 }
@@ -519,6 +525,9 @@ fn default_max_tunnels() -> u32 {
 fn default_max_flows() -> u32 {
     4096
 }
+fn default_tunnel_idle() -> u32 {
+    90
+}
 fn default_expires() -> u32 {
     600
 }
@@ -627,6 +636,9 @@ impl AnchorConfig {
             ));
         }
         validate_dataplane(path, &self.dataplane)?;
+        if self.limits.tunnel_idle_s < 10 {
+            return Err(invalid(path, "limits.tunnel_idle_s", "at least 10 s"));
+        }
         if self.limits.max_hosts == 0 || self.limits.max_tunnels_per_host == 0 {
             return Err(invalid(path, "limits", "limits must be positive"));
         }
