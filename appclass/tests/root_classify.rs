@@ -46,6 +46,9 @@ fn own_tcp_and_udp_sockets_by_process() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
     connected.connect("127.0.0.1:9").unwrap();
+    let listener6 = TcpListener::bind("[::1]:0").expect("IPv6 loopback");
+    let client6 = TcpStream::connect(listener6.local_addr().unwrap()).unwrap();
+    let udp6 = UdpSocket::bind("[::1]:0").unwrap();
 
     let flows = [
         Flow {
@@ -68,6 +71,16 @@ fn own_tcp_and_udp_sockets_by_process() {
             proto: Proto::Udp,
             src: connected.local_addr().unwrap(),
             dst: "127.0.0.1:9".parse().unwrap(),
+        },
+        Flow {
+            proto: Proto::Tcp,
+            src: client6.local_addr().unwrap(),
+            dst: client6.peer_addr().unwrap(),
+        },
+        Flow {
+            proto: Proto::Udp,
+            src: udp6.local_addr().unwrap(),
+            dst: "[::1]:53".parse().unwrap(),
         },
     ];
     let mut by_comm = Classifier::new(Config {
