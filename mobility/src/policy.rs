@@ -24,6 +24,35 @@
 //!
 //! Sans-IO: time is an argument; [`Engine::poll_timeout`] says when a hold-down or a
 //! degradation delay runs out, i.e. when [`Engine::reevaluate`] may have news.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use mobility::policy::{Decision, Engine, FlowMatchInput, Policy};
+//! use mobility::{PathState, Quality};
+//!
+//! let policy = Policy::parse(r#"
+//!     [app.backup]
+//!     interfaces = ["wlan0"]
+//!     never = ["umts0"]
+//! "#)?;
+//! let mut engine = Engine::new(policy, &[("wlan0", 1), ("umts0", 10)]);
+//! let up = |rtt| Quality { state: PathState::Up, rtt_ms: Some(rtt), jitter_ms: None,
+//!                          loss_pct: 0.0, sent: 1, received: 1, lost: 0 };
+//! let t = Instant::now();
+//! engine.set_paths(t, &[("wlan0", up(20.0)), ("umts0", up(90.0))]);
+//!
+//! // First packet of a new flow of `backup` (as classified by appclass).
+//! let flow = FlowMatchInput { proto: 6, dst: "198.18.3.1".parse()?, dst_port: 443 };
+//! let p = engine.decide(t, Some("backup"), &flow);
+//! assert_eq!(p.decision, Decision::Tunnel("wlan0".into()));
+//!
+//! // wlan0's tunnel goes down: backup waits rather than use umts0.
+//! engine.set_path(t + Duration::from_secs(1), "wlan0", None);
+//! let moves = engine.reevaluate(t + Duration::from_secs(1));
+//! assert_eq!(moves[0].to, Decision::Wait);
+//! // The daemon calls `reevaluate` again after every path change and at `poll_timeout()`.
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -932,6 +961,18 @@ impl Engine {
         out
     }
 
+    /// Every class that has flows (was decided for) and its current decision, by name
+    /// (for `upmt status` / `upmt policy show`).
+    pub fn decisions(&self) -> Vec<(&str, &Decision)> {
+        let mut out: Vec<(&str, &Decision)> = self
+            .classes
+            .iter()
+            .filter_map(|(c, st)| st.current.as_ref().map(|d| (c.as_str(), d)))
+            .collect();
+        out.sort_unstable_by_key(|(c, _)| *c);
+        out
+    }
+
     /// The current decision of a class, if it has one.
     pub fn current(&self, class: &str) -> Option<&Decision> {
         self.classes.get(class).and_then(|s| s.current.as_ref())
@@ -1179,6 +1220,14 @@ mod tests {
         assert_eq!(e.current("voip"), Some(&tun("umts0")));
         assert!(e.is_realtime("video") && e.is_realtime("voip") && !e.is_realtime("backup"));
         assert_eq!(e.realtime_paths(), vec!["umts0", "wlan0"]);
+        assert_eq!(
+            e.decisions(),
+            vec![
+                ("backup", &tun("wlan0")),
+                ("video", &tun("wlan0")),
+                ("voip", &tun("umts0"))
+            ]
+        );
         // Unknown application: the default policy.
         let p = e.decide(t, Some("firefox"), &web());
         assert_eq!(p.class, DEFAULT_CLASS);
