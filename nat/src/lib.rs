@@ -13,10 +13,15 @@
 //!   pooling (REQ-2); port preservation when free, else a random port of the same parity,
 //!   never port overloading (REQ-3, REQ-4).
 //! - **Filtering**: endpoint-independent, address-dependent (default, see
-//!   [`NatConfig::filtering`] for why) or address-and-port-dependent.
+//!   [`NatConfig::filtering`] for why) or address-and-port-dependent. A permission (a remote
+//!   the host has sent to through the mapping) lives as long as the mapping, as RFC 4787 §5
+//!   ties filtering to the mapping; at most `max_permissions_per_mapping` are kept per
+//!   mapping, the oldest forgotten first.
 //! - **Lifetimes**: UDP 5 min refreshed by outbound traffic (REQ-5, REQ-6); TCP state
-//!   tracked (SYN, FIN, RST) with 2 h 4 min established / 4 min transitory (RFC 5382 REQ-5);
-//!   ICMP echo 60 s (RFC 5508 REQ-1). All configurable above the RFC minimums.
+//!   tracked (SYN, FIN, RST) with 2 h 4 min established / 4 min transitory (RFC 5382 REQ-5),
+//!   refreshed both ways; ICMP echo 60 s (RFC 5508 REQ-1). All configurable above the RFC
+//!   minimums. A mapping is removed by [`Nat::expire`] (call it every second): until then it
+//!   keeps answering, so a lifetime is its timeout plus at most one expiry period.
 //! - **Hairpinning** (RFC 4787 REQ-9, RFC 5382 REQ-8) with the external source endpoint.
 //! - **ICMP errors** (RFC 5508): inbound errors about a NATed flow are translated, quote
 //!   included (inner IP header checksum, inner UDP/TCP/ICMP checksum when quoted, outer
@@ -50,24 +55,35 @@
 //! - Per-packet lookups (`out`: `(proto, VIPA, port)`, `in`: `(proto, public, port)`) are
 //!   papaya reads: no lock, and no write to shared memory (the `seize` reclamation guard
 //!   writes only a thread-local slot). One lookup per packet, also with address-dependent
-//!   filtering when the remote is the mapping's first peer. Both tables hold an
-//!   `Arc<Mapping>` of one cache line (addresses, ports, atomics).
+//!   filtering when the remote is the mapping's first peer. The outbound table holds an
+//!   `Arc<Mapping>` of one cache line (addresses, ports, atomics); the inbound table holds
+//!   the VIPA, port and first peer inline next to that `Arc`, so UDP and ICMP replies read no
+//!   shared mutable state at all (TCP follows the `Arc` for its state). [`Nat::pin`] enters
+//!   the reclamation epoch once for a batch of packets.
 //! - Refresh is `fetch_max` of a millisecond timestamp, done at most once per second per
 //!   mapping; TCP state is a `compare_exchange` on one byte, only when flags change it.
+//! - Tables grow in papaya's *blocking* resize mode: the insert that fills a table copies
+//!   it (under the slow-path lock: creation of new flows pauses for the copy, tens of ms at
+//!   1M); readers are never blocked, and once done no lookup has to search two tables (the
+//!   default incremental mode leaves a resize half done until enough later inserts finish
+//!   it, and every lookup meanwhile may probe both tables).
+//! - Cost: a papaya lookup is three dependent loads (metadata byte, entry pointer, boxed
+//!   entry) where `hashbrown` needs one or two, so single-threaded it is slower than an
+//!   uncontended `Mutex<hashbrown::HashMap>`; see `docs/benchmarks/nat.md`.
 //! - The slow path (creating a mapping, its port allocation and cap checks; removal;
 //!   expiry; listing) takes **one mutex**. Creation re-checks the table under it, so two
 //!   shards creating the same mapping at once get the same one, and a port found free stays
 //!   free until inserted. A TCP FIN/RST that shortens the timeout takes the same lock once
-//!   per connection, to file the mapping at its earlier deadline. A mapping's first remote
-//!   endpoint's filtering permission lives inline in the mapping; adding a permission for
-//!   a *further* remote (the host talks to a new peer from the same port) takes the same
-//!   lock once per (mapping, peer).
+//!   per connection, to file the mapping at its earlier deadline. Adding a filtering
+//!   permission for a *further* remote (the host talks to a second peer from the same
+//!   port) takes the same lock once per (mapping, peer).
 //! - Expiry is a timer queue of one-second buckets (`BTreeMap<second, Vec<mapping>>`):
 //!   [`Nat::expire`] pops due buckets and re-files mappings refreshed since
 //!   (lazy rescheduling); it never scans the whole table. A mapping is killed by a
 //!   `compare_exchange` of its timestamp to a tombstone, so a refresh racing with expiry
 //!   either wins (the mapping stays) or sees the tombstone (the packet takes the slow path
-//!   and gets a fresh mapping).
+//!   and gets a fresh mapping). Expiry releases the lock every 4096 mappings, so a mass
+//!   expiry does not stall flow creation for long.
 //!
 //! ## Driver loop
 //! ```
@@ -85,6 +101,13 @@
 //! ];
 //! assert_eq!(nat.translate_outbound(t0, vipa, &mut pkt), Verdict::ToInternet);
 //! assert_eq!(&pkt[12..16], &[198, 18, 2, 100]);
+//! // the reply comes back through the TUN, on whichever shard read it
+//! let mut reply = [
+//!     0x45, 0, 0, 28, 0, 2, 0, 0, 64, 17, 0, 0, 198, 18, 3, 1, 198, 18, 2, 100, //
+//!     0, 53, 0x13, 0x88, 0, 8, 0, 0,
+//! ];
+//! assert_eq!(nat.translate_inbound(t0, &mut reply), Verdict::Forward { to_vipa: vipa });
+//! assert_eq!(&reply[16..20], &[100, 64, 0, 7]);
 //! // the control thread expires idle mappings now and then
 //! nat.expire(t0 + Duration::from_secs(301));
 //! assert!(nat.is_empty());
