@@ -48,6 +48,18 @@ enum Cmd {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Run a program as application NAME (its own cgroup; children inherit it), so the
+    /// mobile host places its flows by NAME's policy from their first packet. Start it
+    /// before entering a network namespace (`ip netns exec` hides the cgroup2 mount on some
+    /// systems; `nsenter --net=/run/netns/NS` does not).
+    Run {
+        /// The application's name ([A-Za-z0-9._-], at most 64).
+        #[arg(long)]
+        app: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        cmd: Vec<std::ffi::OsString>,
+    },
     /// Move flows to the tunnel on another interface (mobile host).
     Handover {
         /// Flows matching SPEC, e.g. `udp 198.18.3.1:5001` or `tcp :80`.
@@ -98,6 +110,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             init_logs();
             upmt::mobile::run(cfg, stop_flag()?)
+        }
+        Cmd::Run { app, cmd } => {
+            let e = appclass::launch::run_in_app(&app, &cmd);
+            anyhow::bail!(
+                "cannot run {:?} as {app}: {e}",
+                cmd.first().unwrap_or(&"".into())
+            )
         }
         Cmd::Status { json, socket } => {
             let path = socket.unwrap_or_else(control::default_client_socket);
