@@ -162,8 +162,10 @@ impl AppCgroups {
         self.by_id.insert(id, name.to_owned());
     }
 
+    /// Rebuilds the map from the tree (so removed cgroups leave it: bounded state).
     fn rescan(&mut self) {
         self.scans += 1;
+        self.by_id.clear();
         let Some(dir) = self.apps_dir.clone() else {
             return;
         };
@@ -304,6 +306,12 @@ mod tests {
             .ino();
         assert_eq!(idx.lookup(backup), Some("backup"));
         assert_eq!(idx.scans(), 3);
+        // A removed application leaves the map at the next rescan.
+        fs::remove_dir(tmp.join(APPS_DIR).join("backup")).unwrap();
+        assert_eq!(idx.lookup(2), None);
+        assert_eq!(idx.scans(), 4);
+        assert_eq!(idx.lookup(backup), None);
+        assert_eq!(idx.lookup(video), Some("video"));
         let _ = fs::remove_dir_all(&tmp);
 
         let mut none = AppCgroups::new(None);
