@@ -22,7 +22,7 @@
 //!   refreshed both ways; ICMP echo 60 s (RFC 5508 REQ-1). All configurable above the RFC
 //!   minimums. A mapping is removed by [`Nat::expire`] (call it every second): until then it
 //!   keeps answering, so a lifetime is its timeout plus at most one expiry period.
-//! - **Hairpinning** (RFC 4787 REQ-9, RFC 5382 REQ-8) with the external source endpoint.
+//! - **Hairpinning** (RFC 4787 REQ-9; likewise for TCP, RFC 5382) with the external source endpoint.
 //! - **ICMP errors** (RFC 5508): inbound errors about a NATed flow are translated, quote
 //!   included (inner IP header checksum, inner UDP/TCP/ICMP checksum when quoted, outer
 //!   ICMP checksum) and delivered to the host; outbound errors from hosts likewise; errors
@@ -30,7 +30,7 @@
 //! - **Fragments**: the first fragment is translated; later fragments of the same datagram
 //!   (ident, src, dst, proto) follow it through a small bounded table. A later fragment that
 //!   arrives before its first fragment is dropped (no reassembly).
-//! - **Caps** (RFC 6888 REQ-4/5): per-host and global; when full, new flows are refused and
+//! - **Caps** (RFC 6888 REQ-4 per subscriber, plus a global limit): per-host and global; when full, new flows are refused and
 //!   counted ([`DropReason::HostCapReached`], [`DropReason::GlobalCapReached`]), existing
 //!   ones keep working.
 //!

@@ -93,7 +93,7 @@ impl TcpFlags {
 }
 
 /// TCP connection state of a mapping, as far as the NAT needs it for timeouts
-/// (RFC 5382 §5; RFC 7857 §2.2 for RST).
+/// (RFC 5382 idle timeouts; RFC 7857 for the handling of RST).
 ///
 /// ```text
 ///            out SYN                 in SYN
@@ -119,7 +119,8 @@ pub enum TcpState {
     FinIn = 4,
     /// FINs seen both ways.
     Closing = 5,
-    /// A RST was seen; kept for the transitory timeout (RFC 7857 §2.2, 2 MSL).
+    /// A RST was seen; kept for the transitory timeout (RFC 7857 advises against removing
+    /// the session at once on a RST).
     Reset = 6,
     /// Created by a non-SYN outbound segment (connection picked up mid-stream, e.g. after an
     /// anchor restart); becomes `Established` when the remote answers.

@@ -288,7 +288,7 @@ impl Nat {
                 return Ok(m);
             }
         }
-        // RFC 6888 REQ-4/REQ-5: per-subscriber limit, then global limit.
+        // RFC 6888 REQ-4: per-subscriber limit; then the global limit.
         let held = slow.hosts.get(&vipa).map_or(0, HashSet::len);
         if held >= self.cfg.max_mappings_per_host {
             return Err(DropReason::HostCapReached);
@@ -528,7 +528,7 @@ impl Nat {
             .map(|m| m.info())
     }
 
-    // ---- filtering (RFC 4787 §5, RFC 5382 §4.3) ----
+    // ---- filtering (RFC 4787 §5, and RFC 5382 for TCP) ----
 
     /// The remote endpoint as the filtering mode sees it.
     #[inline]

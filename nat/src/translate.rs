@@ -132,7 +132,7 @@ fn parse_l4(b: &[u8], ip: &Ip4, dir: Dir) -> Result<L4, DropReason> {
                         tcp: TcpFlags::default(),
                     }))
                 }
-                // RFC 5508 §3 / RFC 792: destination unreachable, source quench, time
+                // RFC 5508 / RFC 792: destination unreachable, source quench, time
                 // exceeded, parameter problem. Redirects are never translated.
                 (3 | 4 | 11 | 12, _) => Ok(L4::IcmpError),
                 _ => Err(DropReason::UnsupportedIcmp),
@@ -310,7 +310,7 @@ impl Nat {
         let (mut dst, mut dport) = (ip.dst, p.dport);
         let mut verdict = Verdict::ToInternet;
         if self.is_public(ip.dst) {
-            // RFC 4787 REQ-9 / RFC 5382 REQ-8: hairpinning, with the external source
+            // RFC 4787 REQ-9 (and RFC 5382 for TCP): hairpinning, with the external source
             // address and port ("External source IP address and port").
             let t = self.hairpin_target(&p, ip.dst, (src, sport), now_ms, guard)?;
             (dst, dport) = (t.vipa, t.vport);
@@ -391,7 +391,7 @@ impl Nat {
             return Err(DropReason::Filtered);
         }
         if p.proto == Proto::Tcp {
-            // RFC 5382 §5: the idle timer is the connection's; inbound segments count.
+            // RFC 5382 (idle timeouts): the idle timer is the connection's; inbound segments count.
             // (RFC 4787 REQ-6: UDP is refreshed by outbound traffic only.)
             m.m.touch(now_ms);
             self.on_tcp(&m.m, Dir::In, p.tcp);
@@ -435,13 +435,13 @@ impl Nat {
         Ok(e.verdict)
     }
 
-    /// RFC 5508 §3: an ICMP error from the Internet about a packet a host sent. The quote
-    /// holds the packet as it left the NAT (source = public address:port); rewrite it back
-    /// to the VIPA:port, with the inner IP header checksum, the inner transport checksum
-    /// when the quote holds it, and the outer ICMP checksum.
-    /// REQ-3: "If a NAT device receives an ICMP Error packet from the external realm, and
-    /// the NAT device does not have an active mapping for the embedded payload, the NAT
-    /// SHOULD silently drop the ICMP Error packet." The error does not refresh the mapping.
+    /// RFC 5508 (ICMP error payload translation): an ICMP error from the Internet about a
+    /// packet a host sent. The quote holds the packet as it left the NAT (source = public
+    /// address:port); rewrite it back to the VIPA:port, with the inner IP header checksum,
+    /// the inner transport checksum when the quote holds it, and the outer ICMP checksum.
+    /// An error whose quoted packet matches no live mapping is dropped silently, errors are
+    /// not filtered by their (router) source, and an error never refreshes a mapping
+    /// (RFC 5508's requirements for ICMP error handling).
     fn inbound_icmp_error(
         &self,
         ip: &Ip4,
@@ -465,8 +465,8 @@ impl Nat {
         Ok(Verdict::Forward { to_vipa: vipa })
     }
 
-    /// RFC 5508 §3 outbound: a host reports an error about a packet it received through
-    /// its mapping (e.g. port unreachable). The quote holds remote -> VIPA:port; make it
+    /// RFC 5508, outbound direction: a host reports an error about a packet it received
+    /// through its mapping (e.g. port unreachable). The quote holds remote -> VIPA:port; make it
     /// remote -> public:port and send it from the public address.
     fn outbound_icmp_error(
         &self,

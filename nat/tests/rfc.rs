@@ -476,7 +476,7 @@ fn hairpin_respects_filtering() {
 
 #[test]
 fn icmp_error_inbound_translated_with_quote_and_checksums() {
-    // RFC 5508 §3: a router reports "port unreachable" for a packet H1 sent
+    // RFC 5508: a router reports "port unreachable" for a packet H1 sent
     let n = nat(Filtering::AddressAndPortDependent);
     let t0 = Instant::now();
     let original = udp(H1, 40001, CH, 33434);
@@ -488,7 +488,7 @@ fn icmp_error_inbound_translated_with_quote_and_checksums() {
         assert_eq!(
             n.translate_inbound(t0, &mut e),
             fwd(H1),
-            "not filtered (RFC 5508 REQ-5)"
+            "ICMP errors are not filtered by source (RFC 5508)"
         );
         verify(&e).unwrap();
         assert_eq!(dst(&e), H1);
@@ -513,7 +513,7 @@ fn icmp_error_inbound_translated_with_quote_and_checksums() {
     assert_eq!(n.translate_inbound(t0, &mut e), fwd(H1));
     verify(&e).unwrap();
     assert_eq!(&e[28..], &original[..]);
-    // the error did not refresh the mapping (RFC 5508 REQ-?) nor create one
+    // the errors created no mapping
     assert_eq!(n.len(), 3);
 }
 
