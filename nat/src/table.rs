@@ -57,6 +57,11 @@ struct Slow {
     perm_lists: HashMap<Key, Vec<Remote>>,
     /// Timer queue: bucket (deadline in seconds, rounded up) -> mappings filed there.
     wheel: BTreeMap<u64, Vec<Arc<Mapping>>>,
+    /// Timer-queue entries that no longer count (mapping removed with its host, or filed
+    /// again at an earlier deadline). When they outnumber the live mappings the queue is
+    /// compacted, so removed hosts' mappings do not linger in memory until their deadline
+    /// (up to 2 h 4 min for TCP).
+    wheel_garbage: usize,
     rng: u64,
 }
 
@@ -413,7 +418,28 @@ impl Nat {
         let bucket = deadline.div_ceil(BUCKET_MS);
         if bucket < m.sched.load(Ordering::Relaxed) {
             slow.schedule(m.clone(), deadline);
+            slow.wheel_garbage += 1; // the entry in the later bucket is stale now
+            self.maybe_compact(&mut slow);
         }
+    }
+
+    /// Drops stale timer-queue entries once they outnumber the live mappings (and 4096):
+    /// a pass over the queue, paid for by at least as many removals before it.
+    fn maybe_compact(&self, slow: &mut Slow) {
+        if slow.wheel_garbage <= EXPIRE_BATCH.max(self.len()) {
+            return;
+        }
+        for (bucket, list) in slow.wheel.iter_mut() {
+            list.retain(|m| !m.is_dead() && m.sched.load(Ordering::Relaxed) == *bucket);
+        }
+        slow.wheel.retain(|_, list| !list.is_empty());
+        slow.wheel_garbage = 0;
+    }
+
+    /// Timer-queue entries (live and stale), for tests.
+    #[cfg(test)]
+    fn wheel_entries(&self) -> usize {
+        self.lock_slow().wheel.values().map(Vec::len).sum()
     }
 
     /// Removes every mapping whose idle timeout has passed, and stale fragment state.
@@ -453,7 +479,9 @@ impl Nat {
                 budget -= take;
                 for m in batch {
                     if m.sched.load(Ordering::Relaxed) != bucket || m.is_dead() {
-                        continue; // stale entry: filed elsewhere since, or already removed
+                        // stale entry: filed elsewhere since, or already removed
+                        slow.wheel_garbage = slow.wheel_garbage.saturating_sub(1);
+                        continue;
                     }
                     let mut seen = m.last_seen();
                     let mut deadline = m.deadline_ms(seen, &self.cfg.timeouts);
@@ -496,9 +524,11 @@ impl Nat {
             if let Some(m) = self.out.get(&key, &guard).cloned() {
                 m.kill();
                 self.unlink(&mut slow, &m, &guard);
+                slow.wheel_garbage += 1;
                 n += 1;
             }
         }
+        self.maybe_compact(&mut slow);
         self.counters.removed(n as u64);
         n
     }
@@ -651,5 +681,48 @@ impl std::fmt::Debug for Nat {
             .field("filtering", &self.cfg.filtering)
             .field("mappings", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp(src: Ipv4Addr, sport: u16) -> [u8; 28] {
+        let mut p = [0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&[198, 18, 3, 1]);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&53u16.to_be_bytes());
+        p[24..26].copy_from_slice(&8u16.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn removed_hosts_do_not_linger_in_the_timer_queue() {
+        let mut c = NatConfig::new(vec![Ipv4Addr::new(198, 18, 2, 100)]);
+        c.max_mappings_per_host = 100_000;
+        let nat = Nat::new(c).unwrap();
+        let t0 = Instant::now();
+        for round in 0..3u8 {
+            let host = Ipv4Addr::new(100, 64, 9, round);
+            for port in 0..5000u16 {
+                let mut p = udp(host, 10_000 + port);
+                assert_eq!(
+                    nat.translate_outbound(t0, host, &mut p),
+                    Verdict::ToInternet
+                );
+            }
+            assert_eq!(nat.remove_host(host), 5000);
+        }
+        assert!(nat.is_empty());
+        // compacted once garbage passed max(4096, live): at most one host's worth remains
+        assert!(nat.wheel_entries() <= 5000, "{}", nat.wheel_entries());
+        assert_eq!(nat.expire(t0 + Duration::from_secs(3600)), 0);
+        assert_eq!(nat.wheel_entries(), 0);
     }
 }
