@@ -253,7 +253,12 @@ impl Probe {
             return;
         }
         match self.inflight.iter().position(|i| i.seq == seq) {
-            Some(pos) if !self.inflight.get(pos).is_some_and(|i| same_time(i.sent, sent)) => {
+            Some(pos)
+                if !self
+                    .inflight
+                    .get(pos)
+                    .is_some_and(|i| same_time(i.sent, sent)) =>
+            {
                 return; // the timestamp is not the one we sent: not ours
             }
             Some(pos) => {
