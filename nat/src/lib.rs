@@ -86,6 +86,11 @@
 //!   expiry does not stall flow creation for long.
 //!
 //! ## Driver loop
+//! Shards call [`Nat::translate_outbound`] / [`Nat::translate_inbound`] per packet (or
+//! through [`Nat::pin`] per receive batch) with a `now` read once per batch: `Instant::now()`
+//! costs 50-90 ns on the project's VMs, more than a translation. The control thread calls
+//! [`Nat::expire`] every second (or at [`Nat::next_expiry`]), [`Nat::remove_host`] when an
+//! association ends, and [`Nat::mappings_for`] / [`Nat::counters`] for status.
 //! ```
 //! use std::net::Ipv4Addr;
 //! use std::time::{Duration, Instant};

@@ -24,7 +24,7 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// Why a packet was dropped. Every reason has a counter in [`Counters`].
+/// Why a packet was dropped. Every reason has a counter (see [`crate::Nat::counters`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DropReason {

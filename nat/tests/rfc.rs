@@ -901,3 +901,10 @@ fn pinned_batch_api_matches_per_packet_api() {
     drop(pin);
     assert_eq!(n.len(), 8);
 }
+
+#[test]
+fn nat_is_shareable_between_shards() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Nat>();
+    assert_send_sync::<Arc<Nat>>();
+}
