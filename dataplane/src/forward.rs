@@ -71,6 +71,7 @@ impl Forwarder {
                 None => self.default_route(),
             },
             Route::Default => self.default_route(),
+            Route::Blocked => TunVerdict::Drop(DropReason::PolicyWait),
             Route::Pending if self.hold => TunVerdict::Hold(key),
             Route::Pending => self.default_route(),
             Route::Miss => {
@@ -113,6 +114,7 @@ impl Forwarder {
                 None => self.default_route(),
             }),
             Route::Default | Route::Miss => Some(self.default_route()),
+            Route::Blocked => Some(TunVerdict::Drop(DropReason::PolicyWait)),
         }
     }
 
@@ -497,6 +499,23 @@ pub(crate) mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn blocked_flows_are_dropped_and_counted() {
+        let (f, _ev) = forwarder(Mode::Mobile, false);
+        add(&f, 1, "198.18.2.1:1800");
+        f.tables.set_default(Some(1));
+        let mut p = udp_packet(VIPA, CH, 1000, 53, b"x");
+        let key = pkt::flow_key(&p).unwrap();
+        f.tables.set_flow(key, Some(crate::BLOCKED));
+        assert!(matches!(
+            f.on_tun(&mut p, Instant::now()),
+            TunVerdict::Drop(DropReason::PolicyWait)
+        ));
+        // Placed on a tunnel again: it flows.
+        f.tables.set_flow(key, Some(1));
+        assert!(matches!(f.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 1));
     }
 
     #[test]

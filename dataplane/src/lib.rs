@@ -58,7 +58,7 @@ pub use control::{Backend, Command, EngineConfig, Event, KernelNat, Mode, Napt, 
 pub use engine::{Engine, EngineError, EngineHandle};
 pub use pkt::{control_frame, ControlKind, FlowKey, CONTROL_HEADER_LEN, KEEPALIVE_BODY_LEN};
 pub use stats::{DropReason, FlowSnapshot, ShardSnapshot, StatsSnapshot, TunnelSnapshot};
-pub use tables::{shard_for, HostId, TunnelId, TunnelState};
+pub use tables::{shard_for, HostId, TunnelId, TunnelState, BLOCKED};
 
 /// Bench-only access to the per-packet path (not a stable API).
 #[doc(hidden)]

@@ -37,11 +37,13 @@ pub enum DropReason {
     NatUnsupported,
     /// The NAT asked for a hairpin (host to host via the public address): not supported yet.
     NatHairpin,
+    /// Mobile host: the flow's application may use no usable interface now (policy "wait").
+    PolicyWait,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     /// All reasons, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -59,6 +61,7 @@ impl DropReason {
         DropReason::TunnelDown,
         DropReason::NatUnsupported,
         DropReason::NatHairpin,
+        DropReason::PolicyWait,
     ];
 
     /// Stable snake_case name (for JSON).
@@ -79,6 +82,7 @@ impl DropReason {
             DropReason::TunnelDown => "tunnel_down",
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::NatHairpin => "nat_hairpin",
+            DropReason::PolicyWait => "policy_wait",
         }
     }
 }

@@ -25,6 +25,10 @@ pub type HostId = u32;
 pub(crate) const NO_TUNNEL: u32 = u32::MAX;
 /// The flow waits for the control side's decision (mobile host, bounded).
 pub(crate) const PENDING: u32 = u32::MAX - 1;
+/// Mobile host: the flow is held back by policy (its packets are dropped and counted as
+/// `policy_wait`) until the control side puts it on a tunnel. Set with
+/// `Command::SetFlow { tunnel: Some(BLOCKED), .. }`.
+pub const BLOCKED: u32 = u32::MAX - 2;
 
 type Hasher64 = hashbrown::DefaultHashBuilder;
 
@@ -152,6 +156,8 @@ pub(crate) enum Route {
     Pending,
     /// Unknown flow.
     Miss,
+    /// Held back by policy.
+    Blocked,
 }
 
 /// All shared tables.
@@ -241,6 +247,7 @@ impl Tables {
                 match e.tunnel.load(Relaxed) {
                     NO_TUNNEL => Route::Default,
                     PENDING => Route::Pending,
+                    BLOCKED => Route::Blocked,
                     t => Route::Tunnel(t),
                 }
             }
@@ -604,6 +611,35 @@ mod tests {
                 },
             )
             .unwrap();
+    }
+
+    #[test]
+    fn move_flows_and_remove_tunnel() {
+        let t = Tables::new(10);
+        t.set_flow(key(1), Some(1));
+        t.set_flow(key(2), Some(2));
+        t.set_flow(key(3), None);
+        t.move_flows(Some(1), 3);
+        assert_eq!(t.route(&key(1), 0), Route::Tunnel(3));
+        assert_eq!(t.route(&key(2), 0), Route::Tunnel(2));
+        t.move_flows(None, 4);
+        for i in 1..4 {
+            assert_eq!(t.route(&key(i), 0), Route::Tunnel(4));
+        }
+        let remote: SocketAddr = "198.18.0.1:4000".parse().unwrap();
+        t.add_tunnel(Tunnel::new(4, TunnelSocket::Shared, remote, remote));
+        t.set_default(Some(4));
+        assert_eq!(t.tunnel_by_remote(&remote), Some(4));
+        assert!(t.remove_tunnel(4).is_some());
+        assert_eq!(t.tunnel_by_remote(&remote), None);
+        assert_eq!(t.default_tunnel(), None);
+        assert_eq!(t.route(&key(1), 0), Route::Default);
+        // Re-adding an id with a new remote (NAT rebinding) moves the lookup.
+        let r2: SocketAddr = "198.18.0.1:4001".parse().unwrap();
+        t.add_tunnel(Tunnel::new(5, TunnelSocket::Shared, remote, remote));
+        t.add_tunnel(Tunnel::new(5, TunnelSocket::Shared, remote, r2));
+        assert_eq!(t.tunnel_by_remote(&remote), None);
+        assert_eq!(t.tunnel_by_remote(&r2), Some(5));
     }
 
     #[test]
