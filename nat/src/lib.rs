@@ -55,13 +55,16 @@
 //! - Per-packet lookups (`out`: `(proto, VIPA, port)`, `in`: `(proto, public, port)`) are
 //!   papaya reads: no lock, and no write to shared memory (the `seize` reclamation guard
 //!   writes only a thread-local slot). One lookup per packet, also with address-dependent
-//!   filtering when the remote is the mapping's first peer. The outbound table holds an
-//!   `Arc<Mapping>` of one cache line (addresses, ports, atomics); the inbound table holds
-//!   the VIPA, port and first peer inline next to that `Arc`, so UDP and ICMP replies read no
-//!   shared mutable state at all (TCP follows the `Arc` for its state). [`Nat::pin`] enters
-//!   the reclamation epoch once for a batch of packets.
-//! - Refresh is `fetch_max` of a millisecond timestamp, done at most once per second per
-//!   mapping; TCP state is a `compare_exchange` on one byte, only when flags change it.
+//!   filtering when the remote is the mapping's first peer. Both tables share an
+//!   `Arc<Mapping>` (one cache line: addresses, ports, TCP state, timer slot), but each
+//!   table's entry also carries inline what its direction needs: outbound the public
+//!   endpoint, first peer and the outbound refresh stamp; inbound the VIPA, port and first
+//!   peer. So UDP and ICMP packets read nothing but their table entry in either direction;
+//!   TCP follows the `Arc` for its state. [`Nat::pin`] enters the reclamation epoch once
+//!   for a batch of packets.
+//! - Refresh is `fetch_max` of a millisecond timestamp (outbound: in the outbound entry;
+//!   inbound TCP: in the mapping), done at most once per second per mapping; TCP state is a
+//!   `compare_exchange` on one byte, only when flags change it.
 //! - Tables grow in papaya's *blocking* resize mode: the insert that fills a table copies
 //!   it (under the slow-path lock: creation of new flows pauses for the copy, tens of ms at
 //!   1M); readers are never blocked, and once done no lookup has to search two tables (the
@@ -80,9 +83,10 @@
 //! - Expiry is a timer queue of one-second buckets (`BTreeMap<second, Vec<mapping>>`):
 //!   [`Nat::expire`] pops due buckets and re-files mappings refreshed since
 //!   (lazy rescheduling); it never scans the whole table. A mapping is killed by a
-//!   `compare_exchange` of its timestamp to a tombstone, so a refresh racing with expiry
-//!   either wins (the mapping stays) or sees the tombstone (the packet takes the slow path
-//!   and gets a fresh mapping). Expiry releases the lock every 4096 mappings, so a mass
+//!   `compare_exchange` of its timestamps to a tombstone (outbound first, then inbound,
+//!   undone if the inbound one moved), so a refresh racing with expiry either wins (the
+//!   mapping stays) or sees the tombstone (the packet takes the slow path, waits for the
+//!   lock and finds the mapping kept or gets a fresh one). Expiry releases the lock every 4096 mappings, so a mass
 //!   expiry does not stall flow creation for long.
 //!
 //! ## Driver loop

@@ -211,8 +211,9 @@ pub(crate) struct Mapping {
     pub(crate) vport: u16,
     pub(crate) public: Ipv4Addr,
     pub(crate) pport: u16,
-    /// Milliseconds since the NAT's epoch of the last refresh, or [`DEAD`].
-    last_seen: AtomicU64,
+    /// Creation, then the last inbound refresh (TCP only; outbound refreshes go to the
+    /// outbound entry's stamp); [`DEAD`] once removed.
+    last_seen: Stamp,
     /// [`TcpState`] as `u8` (unused for UDP/ICMP).
     tcp: AtomicU8,
     /// Timer-queue bucket this mapping is filed under (only touched under the slow lock).
@@ -221,6 +222,83 @@ pub(crate) struct Mapping {
     /// mapping: its permission lives here (and in the inbound entry), so the common one-peer
     /// mapping needs no entry in the permission table and no second lookup.
     pub(crate) first_remote: Remote,
+}
+
+/// The outbound table's value: the public endpoint, first peer and the outbound refresh
+/// stamp inline, so a UDP or ICMP packet from a host reads nothing but its table entry (one
+/// cache miss less at 1M mappings than following the `Arc`); TCP follows `m` for its state.
+#[derive(Debug)]
+pub(crate) struct OutEntry {
+    pub(crate) public: Ipv4Addr,
+    pub(crate) pport: u16,
+    pub(crate) first_remote: Remote,
+    /// Last outbound refresh (ms since the epoch), or [`DEAD`] once removed.
+    pub(crate) stamp: Stamp,
+    pub(crate) m: std::sync::Arc<Mapping>,
+}
+
+impl OutEntry {
+    pub(crate) fn new(m: std::sync::Arc<Mapping>, now_ms: u64) -> OutEntry {
+        OutEntry {
+            public: m.public,
+            pport: m.pport,
+            first_remote: m.first_remote,
+            stamp: Stamp::new(now_ms),
+            m,
+        }
+    }
+
+    /// Last refresh in either direction (outbound stamp, or the mapping's inbound one).
+    pub(crate) fn seen(&self) -> (u64, u64) {
+        (self.stamp.load(), self.m.last_seen())
+    }
+}
+
+/// A refresh timestamp in ms since the NAT's epoch; [`DEAD`] marks a removed mapping.
+#[derive(Debug)]
+pub(crate) struct Stamp(AtomicU64);
+
+impl Stamp {
+    pub(crate) fn new(now_ms: u64) -> Stamp {
+        Stamp(AtomicU64::new(now_ms))
+    }
+
+    pub(crate) fn load(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Refreshes; `false` if the mapping has been removed meanwhile.
+    #[inline]
+    pub(crate) fn touch(&self, now_ms: u64) -> bool {
+        let old = self.0.load(Ordering::Relaxed);
+        if old == DEAD {
+            return false;
+        }
+        if now_ms > old.saturating_add(REFRESH_GRAIN_MS) {
+            // fetch_max never overwrites DEAD (u64::MAX) and never moves time backwards
+            // when two shards refresh at once.
+            let prev = self.0.fetch_max(now_ms, Ordering::AcqRel);
+            return prev != DEAD;
+        }
+        true
+    }
+
+    /// Marks removed if still at `seen` (the expiry CAS).
+    pub(crate) fn kill_if_unchanged(&self, seen: u64) -> bool {
+        self.0
+            .compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks removed unconditionally.
+    pub(crate) fn kill(&self) {
+        self.0.store(DEAD, Ordering::Release);
+    }
+
+    /// Undoes [`Stamp::kill_if_unchanged`] (slow-path lock held).
+    pub(crate) fn restore(&self, seen: u64) {
+        self.0.store(seen, Ordering::Release);
+    }
 }
 
 /// The inbound table's value: what an inbound packet needs, inline, so that UDP and ICMP
@@ -260,7 +338,7 @@ impl Mapping {
             vport,
             public,
             pport,
-            last_seen: AtomicU64::new(now_ms),
+            last_seen: Stamp::new(now_ms),
             tcp: AtomicU8::new(tcp as u8),
             sched: AtomicU64::new(0),
             first_remote,
@@ -276,39 +354,27 @@ impl Mapping {
     }
 
     pub(crate) fn last_seen(&self) -> u64 {
-        self.last_seen.load(Ordering::Acquire)
+        self.last_seen.load()
     }
 
     pub(crate) fn is_dead(&self) -> bool {
         self.last_seen() == DEAD
     }
 
-    /// Refreshes the mapping; `false` if it has been removed meanwhile.
+    /// Inbound refresh (TCP); `false` if the mapping has been removed meanwhile.
     #[inline]
     pub(crate) fn touch(&self, now_ms: u64) -> bool {
-        let old = self.last_seen.load(Ordering::Relaxed);
-        if old == DEAD {
-            return false;
-        }
-        if now_ms > old.saturating_add(REFRESH_GRAIN_MS) {
-            // fetch_max never overwrites DEAD (u64::MAX) and never moves time backwards
-            // when two shards refresh at once.
-            let prev = self.last_seen.fetch_max(now_ms, Ordering::AcqRel);
-            return prev != DEAD;
-        }
-        true
+        self.last_seen.touch(now_ms)
     }
 
-    /// Marks the mapping removed if it was last refreshed at `seen` (the expiry CAS).
+    /// Marks the mapping removed if its inbound stamp is still `seen` (the expiry CAS).
     pub(crate) fn kill_if_unchanged(&self, seen: u64) -> bool {
-        self.last_seen
-            .compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.last_seen.kill_if_unchanged(seen)
     }
 
     /// Marks the mapping removed unconditionally.
     pub(crate) fn kill(&self) {
-        self.last_seen.store(DEAD, Ordering::Release);
+        self.last_seen.kill();
     }
 
     pub(crate) fn tcp_state(&self) -> TcpState {

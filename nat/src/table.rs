@@ -11,7 +11,9 @@ use papaya::Guard;
 
 use crate::config::{ConfigError, Filtering, NatConfig};
 use crate::hash::{fmix64, KeyHashState};
-use crate::mapping::{InEntry, Key, Mapping, MappingInfo, PermKey, Proto, Remote, TcpState};
+use crate::mapping::{
+    InEntry, Key, Mapping, MappingInfo, OutEntry, PermKey, Proto, Remote, TcpState,
+};
 use crate::verdict::{CounterSnapshot, Counters, DropReason, Verdict};
 
 pub(crate) type PMap<K, V> = papaya::HashMap<K, V, KeyHashState>;
@@ -31,7 +33,7 @@ pub struct Nat {
     pub(crate) cfg: NatConfig,
     epoch: OnceLock<Instant>,
     /// `(proto, VIPA, port)` -> mapping.
-    pub(crate) out: PMap<Key, Arc<Mapping>>,
+    pub(crate) out: PMap<Key, OutEntry>,
     /// `(proto, public address, port)` -> mapping.
     pub(crate) inb: PMap<Key, InEntry>,
     /// Filtering permissions beyond each mapping's first remote. A permission lives as long
@@ -236,11 +238,7 @@ impl Nat {
 
     /// The live mapping for an outbound key, or `None` (lock-free).
     #[inline]
-    pub(crate) fn lookup_out<'g>(
-        &self,
-        key: Key,
-        guard: &'g impl Guard,
-    ) -> Option<&'g Arc<Mapping>> {
+    pub(crate) fn lookup_out<'g>(&self, key: Key, guard: &'g impl Guard) -> Option<&'g OutEntry> {
         self.out.get(&key, guard)
     }
 
@@ -266,11 +264,11 @@ impl Nat {
         init: TcpState,
         remote: Remote,
         guard: &'g impl Guard,
-    ) -> Result<&'g Arc<Mapping>, DropReason> {
+    ) -> Result<&'g OutEntry, DropReason> {
         let key = Key::new(proto, vipa, vport);
-        if let Some(m) = self.lookup_out(key, guard) {
-            if m.touch(now_ms) {
-                return Ok(m);
+        if let Some(e) = self.lookup_out(key, guard) {
+            if e.stamp.touch(now_ms) {
+                return Ok(e);
             }
         }
         self.create(now_ms, key, proto, (vipa, vport), (init, remote), guard)
@@ -285,12 +283,12 @@ impl Nat {
         (vipa, vport): (Ipv4Addr, u16),
         (init, remote): (TcpState, Remote),
         guard: &'g impl Guard,
-    ) -> Result<&'g Arc<Mapping>, DropReason> {
+    ) -> Result<&'g OutEntry, DropReason> {
         let mut slow = self.lock_slow();
         // Another shard may have created it while we waited for the lock.
-        if let Some(m) = self.out.get(&key, guard) {
-            if m.touch(now_ms) {
-                return Ok(m);
+        if let Some(e) = self.out.get(&key, guard) {
+            if e.stamp.touch(now_ms) {
+                return Ok(e);
             }
         }
         // RFC 6888 REQ-4: per-subscriber limit; then the global limit.
@@ -314,7 +312,8 @@ impl Nat {
             remote,
         ));
         self.inb.insert(m.in_key(), InEntry::new(m.clone()), guard);
-        self.out.insert(key, m.clone(), guard);
+        self.out
+            .insert(key, OutEntry::new(m.clone(), now_ms), guard);
         slow.hosts.entry(vipa).or_default().insert(key);
         self.live.fetch_add(1, Ordering::Relaxed);
         let deadline = m.deadline_ms(now_ms, &self.cfg.timeouts);
@@ -384,7 +383,11 @@ impl Nat {
     /// Removes a dead mapping from every structure. Slow-path lock held by the caller.
     fn unlink(&self, slow: &mut Slow, m: &Arc<Mapping>, guard: &impl Guard) {
         let key = m.out_key();
-        if self.out.get(&key, guard).is_some_and(|x| Arc::ptr_eq(x, m)) {
+        if self
+            .out
+            .get(&key, guard)
+            .is_some_and(|x| Arc::ptr_eq(&x.m, m))
+        {
             self.out.remove(&key, guard);
         }
         let ikey = m.in_key();
@@ -409,11 +412,14 @@ impl Nat {
     /// Takes the slow-path lock: this happens once per connection close, like creation.
     #[cold]
     pub(crate) fn reschedule(&self, m: &Arc<Mapping>) {
+        let guard = self.guard();
         let mut slow = self.lock_slow();
-        let seen = m.last_seen();
-        if seen == crate::mapping::DEAD {
+        if m.is_dead() {
             return;
         }
+        let Some(seen) = self.seen(m, &guard) else {
+            return;
+        };
         let deadline = m.deadline_ms(seen, &self.cfg.timeouts);
         let bucket = deadline.div_ceil(BUCKET_MS);
         if bucket < m.sched.load(Ordering::Relaxed) {
@@ -421,6 +427,16 @@ impl Nat {
             slow.wheel_garbage += 1; // the entry in the later bucket is stale now
             self.maybe_compact(&mut slow);
         }
+    }
+
+    /// Last refresh of a live mapping, either direction (slow-path lock held).
+    fn seen(&self, m: &Arc<Mapping>, guard: &impl Guard) -> Option<u64> {
+        let e = self
+            .out
+            .get(&m.out_key(), guard)
+            .filter(|e| Arc::ptr_eq(&e.m, m))?;
+        let (o, i) = e.seen();
+        Some(o.max(i))
     }
 
     /// Drops stale timer-queue entries once they outnumber the live mappings (and 4096):
@@ -483,17 +499,30 @@ impl Nat {
                         slow.wheel_garbage = slow.wheel_garbage.saturating_sub(1);
                         continue;
                     }
-                    let mut seen = m.last_seen();
-                    let mut deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                    let Some(e) = self
+                        .out
+                        .get(&m.out_key(), &guard)
+                        .filter(|e| Arc::ptr_eq(&e.m, &m))
+                    else {
+                        continue; // not in the table (cannot happen while alive)
+                    };
+                    let (seen_out, seen_in) = e.seen();
+                    let mut deadline = m.deadline_ms(seen_out.max(seen_in), &self.cfg.timeouts);
                     if deadline <= now_ms {
-                        if m.kill_if_unchanged(seen) {
-                            self.unlink(&mut slow, &m, &guard);
-                            removed += 1;
-                            continue;
+                        // Kill the outbound stamp first (an outbound packet then takes the
+                        // slow path and waits for this lock), then the inbound one; if an
+                        // inbound TCP segment refreshed it meanwhile, undo.
+                        if e.stamp.kill_if_unchanged(seen_out) {
+                            if m.kill_if_unchanged(seen_in) {
+                                self.unlink(&mut slow, &m, &guard);
+                                removed += 1;
+                                continue;
+                            }
+                            e.stamp.restore(seen_out);
                         }
                         // refreshed concurrently: keep it
-                        seen = m.last_seen();
-                        deadline = m.deadline_ms(seen, &self.cfg.timeouts);
+                        let (o, i) = e.seen();
+                        deadline = m.deadline_ms(o.max(i), &self.cfg.timeouts);
                     }
                     slow.schedule(m, deadline.max(now_ms + 1));
                 }
@@ -521,7 +550,9 @@ impl Nat {
         };
         let mut n = 0;
         for key in keys {
-            if let Some(m) = self.out.get(&key, &guard).cloned() {
+            if let Some(e) = self.out.get(&key, &guard) {
+                e.stamp.kill();
+                let m = e.m.clone();
                 m.kill();
                 self.unlink(&mut slow, &m, &guard);
                 slow.wheel_garbage += 1;
@@ -543,7 +574,7 @@ impl Nat {
             .into_iter()
             .flatten()
             .filter_map(|k| self.out.get(k, &guard))
-            .map(|m| m.info())
+            .map(|e| e.m.info())
             .collect();
         drop(slow);
         v.sort_by_key(|i| (i.proto, i.vport));
@@ -554,8 +585,8 @@ impl Nat {
     pub fn lookup(&self, proto: Proto, vipa: Ipv4Addr, vport: u16) -> Option<MappingInfo> {
         let guard = self.guard();
         self.lookup_out(Key::new(proto, vipa, vport), &guard)
-            .filter(|m| !m.is_dead())
-            .map(|m| m.info())
+            .filter(|e| !e.m.is_dead())
+            .map(|e| e.m.info())
     }
 
     // ---- filtering (RFC 4787 §5, and RFC 5382 for TCP) ----
@@ -571,13 +602,13 @@ impl Nat {
 
     /// Records that the host sent to `remote` through `m` (outbound packet).
     #[inline]
-    pub(crate) fn permit(&self, m: &Mapping, remote: Remote, guard: &impl Guard) {
-        if self.cfg.filtering == Filtering::EndpointIndependent || remote == m.first_remote {
+    pub(crate) fn permit(&self, proto: Proto, e: &OutEntry, remote: Remote, guard: &impl Guard) {
+        if self.cfg.filtering == Filtering::EndpointIndependent || remote == e.first_remote {
             return;
         }
-        let pk = PermKey::new(m.in_key(), remote);
+        let pk = PermKey::new(Key::new(proto, e.public, e.pport), remote);
         if !self.perms.contains_key(&pk, guard) {
-            self.add_permission(m, pk, remote, guard);
+            self.add_permission(&e.m, pk, remote, guard);
         }
     }
 

@@ -303,9 +303,9 @@ impl Nat {
             guard,
         )?;
         if p.proto == Proto::Tcp {
-            self.on_tcp(m, Dir::Out, p.tcp);
+            self.on_tcp(&m.m, Dir::Out, p.tcp);
         }
-        self.permit(m, remote, guard);
+        self.permit(p.proto, m, remote, guard);
         let (src, sport) = (m.public, m.pport);
         let (mut dst, mut dport) = (ip.dst, p.dport);
         let mut verdict = Verdict::ToInternet;
@@ -481,7 +481,7 @@ impl Nat {
         let m = self
             .lookup_out(Key::new(q.ports.proto, q.dst, q.ports.dport), guard)
             .ok_or(NoMapping)?;
-        if m.is_dead() {
+        if m.m.is_dead() {
             return Err(NoMapping);
         }
         let (public, pport) = (m.public, m.pport);
