@@ -619,6 +619,25 @@ fn suite(backend: Backend, nat: NatMode, vnet_hdr: bool) {
         s1 - s0
     );
 
+    // --- removing tunnel 2 at the MH: its flows fall back to the default (tunnel 1) ---
+    mh.handle().send(Command::RemoveTunnel { id: 2 }).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t1_before = tunnel_counts(&mh.handle().stats(), 1);
+    assert!(
+        udp_echo(&bed.mh, 6000, b"after removal".to_vec()),
+        "flow of a removed tunnel uses the default"
+    );
+    let s = mh.handle().stats();
+    assert!(
+        s.tunnels.iter().all(|t| t.id != 2),
+        "tunnel 2 gone from the table"
+    );
+    assert!(tunnel_counts(&s, 1).0 .0 > t1_before.0 .0);
+    assert!(
+        s.flows.iter().any(|f| f.key == key && f.tunnel.is_none()),
+        "flow back on the default rule"
+    );
+
     // --- anchor restart: ICMP port unreachable on the MH's connected sockets must not stop
     // its shards; traffic resumes once the anchor is back with its tunnels ---
     an.shutdown().unwrap();
