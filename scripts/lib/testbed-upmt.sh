@@ -24,6 +24,9 @@ upmt_bin() {
 # is_upmt PID: PID is one of our daemons (guards against a recycled PID).
 is_upmt() { [ "$(cat "/proc/$1/comm" 2>/dev/null || true)" = "upmt" ]; }
 
+# running ROLE: that daemon of this testbed is alive.
+running() { [ -e "$STATE/upmt-$1.pid" ] && is_upmt "$(cat "$STATE/upmt-$1.pid")"; }
+
 upmt_sock() { echo "/run/upmt/$PREFIX$1/$2.sock"; }
 
 # upmt_wait_tunnels BIN: both tunnels of the mobile host are up.
@@ -43,20 +46,24 @@ upmt_start() {
     bin=$(upmt_bin)
     dir=$STATE/upmt
     mkdir -p "$dir"
-    if [ -e "$STATE/upmt-anchor.pid" ] && is_upmt "$(cat "$STATE/upmt-anchor.pid")"; then
+    if running anchor && running mobile; then
         say "upmt already running (prefix $PREFIX)"
         return 0
     fi
-    ip netns exec "${PREFIX}an" env RUST_LOG="${RUST_LOG:-info}" "$bin" anchor --config "$ROOT/examples/anchor.toml" \
-        >"$dir/anchor.log" 2>&1 9>&- &
-    echo $! >"$STATE/upmt-anchor.pid"
-    poll 250 0.02 test -S "$(upmt_sock an anchor)" || {
-        cat "$dir/anchor.log" >&2
-        die "the anchor did not start"
-    }
-    ip netns exec "${PREFIX}mh" env RUST_LOG="${RUST_LOG:-info}" "$bin" mobile --config "$ROOT/examples/mobile.toml" \
-        >"$dir/mobile.log" 2>&1 9>&- &
-    echo $! >"$STATE/upmt-mobile.pid"
+    if ! running anchor; then
+        ip netns exec "${PREFIX}an" env RUST_LOG="${RUST_LOG:-info}" "$bin" anchor \
+            --config "$ROOT/examples/anchor.toml" >"$dir/anchor.log" 2>&1 9>&- &
+        echo $! >"$STATE/upmt-anchor.pid"
+        poll 250 0.02 test -S "$(upmt_sock an anchor)" || {
+            cat "$dir/anchor.log" >&2
+            die "the anchor did not start"
+        }
+    fi
+    if ! running mobile; then
+        ip netns exec "${PREFIX}mh" env RUST_LOG="${RUST_LOG:-info}" "$bin" mobile \
+            --config "$ROOT/examples/mobile.toml" >"$dir/mobile.log" 2>&1 9>&- &
+        echo $! >"$STATE/upmt-mobile.pid"
+    fi
     poll 500 0.03 upmt_tunnels_up "$bin" || {
         echo "--- anchor log" >&2
         cat "$dir/anchor.log" >&2

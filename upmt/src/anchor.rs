@@ -506,8 +506,8 @@ fn answer(
                 },
             }
         }
-        Request::Handover { .. } => Response::Error {
-            message: "handovers are requested by the mobile host (`upmt handover` there)".into(),
+        Request::Handover { .. } | Request::PolicyReload | Request::PolicyShow => Response::Error {
+            message: "handovers and policies belong to the mobile host (run it there)".into(),
         },
     }
 }

@@ -381,6 +381,22 @@ pub struct MobileConfig {
     /// Control socket.
     #[serde(default = "default_mobile_control")]
     pub control: ControlConfig,
+    /// The UPMT-aware SOCKS5 proxy (absent: no proxy).
+    #[serde(default)]
+    pub socks: Option<SocksConfig>,
+}
+
+/// `[socks]` of the mobile host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocksConfig {
+    /// Where applications connect (keep it on loopback).
+    #[serde(default = "default_socks")]
+    pub listen: SocketAddr,
+}
+
+fn default_socks() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1080))
 }
 
 /// `[anchor]` of the mobile host.
@@ -775,6 +791,15 @@ impl MobileConfig {
                     path,
                     "policy",
                     format!("no policy file at {}", p.display()),
+                ));
+            }
+        }
+        if let Some(sc) = &self.socks {
+            if !sc.listen.ip().is_loopback() {
+                return Err(invalid(
+                    path,
+                    "socks.listen",
+                    "keep the proxy on a loopback address (it has no authentication)",
                 ));
             }
         }

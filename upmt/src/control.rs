@@ -77,9 +77,14 @@ pub enum Request {
     Handover {
         /// Which flows.
         flows: FlowSelector,
-        /// The interface whose tunnel they move to.
+        /// The interface whose tunnel they move to (`auto`, with an application: back to
+        /// the policy's choice).
         to: String,
     },
+    /// Reads the policy file again (mobile host); a bad file is refused, the old policy stays.
+    PolicyReload,
+    /// The running policy's decisions (mobile host).
+    PolicyShow,
 }
 
 /// Which flows a handover moves.

@@ -60,6 +60,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         cmd: Vec<std::ffi::OsString>,
     },
+    /// The per-application policy of the mobile host.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+        /// Control socket.
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+    },
     /// Move flows to the tunnel on another interface (mobile host).
     Handover {
         /// Flows matching SPEC, e.g. `udp 198.18.3.1:5001` or `tcp :80`.
@@ -71,13 +79,22 @@ enum Cmd {
         /// Every flow of an application.
         #[arg(long)]
         app: Option<String>,
-        /// The interface whose tunnel the flows move to.
+        /// The interface whose tunnel the flows move to (`auto` with --app: back to the
+        /// policy's choice).
         #[arg(long)]
         to: String,
         /// Control socket.
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Read the policy file again; a bad file is refused and the running policy stays.
+    Reload,
+    /// Show the running policy's decisions.
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +134,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "cannot run {:?} as {app}: {e}",
                 cmd.first().unwrap_or(&"".into())
             )
+        }
+        Cmd::Policy { cmd, socket } => {
+            let path = socket.unwrap_or_else(|| control::default_socket(control::Role::Mobile));
+            let req = match cmd {
+                PolicyCmd::Reload => control::Request::PolicyReload,
+                PolicyCmd::Show => control::Request::PolicyShow,
+            };
+            print_response(control::request(&path, &req)?, false)
         }
         Cmd::Status { json, socket } => {
             let path = socket.unwrap_or_else(control::default_client_socket);

@@ -23,6 +23,7 @@ use anyhow::{Context as _, Result};
 use crossbeam_channel::{select, Sender};
 use dataplane::{Command, ControlKind, Engine, EngineConfig, Event as DpEvent, FlowKey, Mode};
 use mobility::ifaces::{IfaceChange, Interfaces};
+use mobility::policy::{Decision, Engine as PolicyEngine, FlowMatchInput, Policy};
 use mobility::{PathState, Probe, ProbeConfig, ProbeEvent};
 use rand::SeedableRng as _;
 use signaling_proto::body::{FlowMatch, FlowMove, Proto, TunnelTarget};
@@ -95,6 +96,37 @@ struct Mobile {
     activity: HashMap<u32, (u64, u64, Option<Instant>)>,
     last_activity_check: Instant,
     last_reassociation: Option<Instant>,
+    /// Per-application placement, when a policy file is configured.
+    policy: Option<PolicyState>,
+    /// The application and policy class of every flow placed by the policy.
+    flows: HashMap<FlowKey, FlowInfo>,
+    last_flow_sweep: Instant,
+    socks: Option<socks::Proxy>,
+}
+
+/// The policy engine and the classifier that feeds it.
+struct PolicyState {
+    engine: PolicyEngine,
+    classifier: Option<appclass::Classifier>,
+    path: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct FlowInfo {
+    app: Option<String>,
+    class: String,
+}
+
+/// A flow the SOCKS proxy opened for an application.
+type SocksFlow = (socks::Proto, SocketAddr, SocketAddr, String);
+
+/// Hands the proxy's flows to the control thread.
+struct SocksHook(Sender<SocksFlow>);
+
+impl socks::FlowHook for SocksHook {
+    fn register(&self, proto: socks::Proto, local: SocketAddr, remote: SocketAddr, app: &str) {
+        let _ = self.0.send((proto, local, remote, app.to_owned()));
+    }
 }
 
 /// A tunnel that carried data this recently is probed at the fast pace, so that a silent
@@ -102,6 +134,8 @@ struct Mobile {
 const ACTIVE_FOR: Duration = Duration::from_secs(1);
 /// How often the data plane's counters are read for that.
 const ACTIVITY_CHECK: Duration = Duration::from_millis(100);
+/// How long the policy waits at start for every interface's tunnel to answer.
+const STARTUP_SETTLE: Duration = Duration::from_secs(3);
 /// Least time between two re-associations when every tunnel went silent.
 const REASSOCIATE_EVERY: Duration = Duration::from_secs(3);
 
@@ -144,7 +178,50 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
     } else {
         dataplane::Backend::Poll
     };
+    let policy = match &cfg.policy {
+        None => None,
+        Some(path) => {
+            let known: Vec<&str> = cfg.interfaces.iter().map(|i| i.name.as_str()).collect();
+            let p = load_policy(path, &known)?;
+            let costs: Vec<(&str, u32)> = cfg
+                .interfaces
+                .iter()
+                .map(|i| (i.name.as_str(), i.cost))
+                .collect();
+            let classifier = match appclass::Classifier::new(appclass::Config::default()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(
+                        "no application classifier ({e}): flows follow the default policy"
+                    );
+                    None
+                }
+            };
+            // The first packets of a new flow wait (briefly) for its placement.
+            ecfg.new_flow_wait = Some(Duration::from_millis(50));
+            Some(PolicyState {
+                engine: PolicyEngine::new(p, &costs),
+                classifier,
+                path: path.clone(),
+            })
+        }
+    };
     let engine = Engine::start(ecfg).context("starting the data plane")?;
+
+    let (socks_tx, socks_rx) = crossbeam_channel::unbounded::<SocksFlow>();
+    let socks = match &cfg.socks {
+        None => None,
+        Some(sc) => {
+            let pc = socks::ProxyConfig {
+                listen: sc.listen,
+                ..socks::ProxyConfig::default()
+            };
+            Some(
+                socks::Proxy::start(pc, Arc::new(SocksHook(socks_tx)))
+                    .with_context(|| format!("SOCKS5 proxy on {}", sc.listen))?,
+            )
+        }
+    };
 
     let (net_tx, net_rx) = crossbeam_channel::unbounded();
     let _netmon = crate::netmon::spawn(net_tx).context("interface monitor")?;
@@ -162,6 +239,10 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
         activity: HashMap::new(),
         last_activity_check: now,
         last_reassociation: None,
+        policy,
+        flows: HashMap::new(),
+        last_flow_sweep: now,
+        socks,
         cfg,
         tun,
         anchor_tunnel,
@@ -197,6 +278,9 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
             recv(events) -> e => if let Ok(e) = e { m.on_dataplane(e) },
             recv(sip_rx) -> d => if let Ok((from, bytes)) = d {
                 m.client.handle_datagram(Instant::now(), SigPath::Udp(from), &bytes);
+            },
+            recv(socks_rx) -> f => if let Ok((proto, local, remote, app)) = f {
+                m.on_socks_flow(Instant::now(), proto, local, remote, app);
             },
             recv(ctl_rx) -> r => if let Ok(inc) = r {
                 let resp = m.answer(Instant::now(), &inc.request);
@@ -246,7 +330,8 @@ impl Mobile {
                 .then(|| t.probe.poll_timeout())
                 .flatten()
         });
-        probes.chain(self.client.poll_timeout()).min()
+        let policy = self.policy.as_ref().and_then(|p| p.engine.poll_timeout());
+        probes.chain(self.client.poll_timeout()).chain(policy).min()
     }
 
     /// Marks tunnels that carry data as real-time (fast probing) and the others as idle.
@@ -256,6 +341,11 @@ impl Mobile {
         }
         self.last_activity_check = now;
         let stats = self.engine.handle().stats();
+        let realtime = self
+            .policy
+            .as_ref()
+            .map(|p| p.engine.realtime_paths())
+            .unwrap_or_default();
         for t in self.tunnels.values_mut() {
             let Some(s) = stats.tunnels.iter().find(|s| s.id == t.link) else {
                 continue;
@@ -275,7 +365,8 @@ impl Mobile {
             let active = entry
                 .2
                 .is_some_and(|at| now.duration_since(at) < ACTIVE_FOR);
-            t.probe.set_realtime(now, active);
+            t.probe
+                .set_realtime(now, active || realtime.contains(&t.iface));
         }
         self.activity.retain(|l, _| self.tunnels.contains_key(l));
     }
@@ -328,6 +419,8 @@ impl Mobile {
         if !changed.is_empty() {
             self.reroute(now);
         }
+        self.apply_policy(now);
+        self.sweep_flows(now);
         self.flush(now);
     }
 
@@ -519,6 +612,7 @@ impl Mobile {
                 }
                 ControlKind::KeepaliveRequest => {}
             },
+            DpEvent::NewFlow { key, .. } => self.place_new_flow(now, key, None),
             DpEvent::CommandFailed { command, error } => {
                 tracing::warn!("data plane refused {command}: {error}");
             }
@@ -539,6 +633,9 @@ impl Mobile {
                         tracing::error!("configuring {}: {e:#}", self.tun);
                     }
                     self.vipa = Some(vipa);
+                    if let Some(p) = &self.socks {
+                        p.set_bind_v4(Some(vipa));
+                    }
                 }
                 // A new association (first, or after the anchor lost us): set up every
                 // tunnel again.
@@ -648,7 +745,11 @@ impl Mobile {
         // so that their downlink follows at once, even while nothing goes up.
         let mut pinned = Vec::new();
         let mut signal = Vec::new();
-        for f in &stats.flows {
+        for f in stats
+            .flows
+            .iter()
+            .filter(|f| !self.flows.contains_key(&f.key))
+        {
             match f.tunnel {
                 Some(t) if t != to && !self.tunnels.get(&t).is_some_and(|t| t.usable()) => {
                     pinned.push(f.key);
@@ -718,7 +819,208 @@ impl Mobile {
                 },
                 Err(message) => Response::Error { message },
             },
+            Request::PolicyReload => match self.reload_policy(now) {
+                Ok(()) => Response::Ok {
+                    value: self.policy_document(),
+                },
+                Err(message) => Response::Error { message },
+            },
+            Request::PolicyShow => match &self.policy {
+                None => Response::Error {
+                    message: "no policy configured (`policy` in mobile.toml)".into(),
+                },
+                Some(_) => Response::Ok {
+                    value: self.policy_document(),
+                },
+            },
         }
+    }
+
+    fn policy_document(&self) -> serde_json::Value {
+        let Some(ps) = &self.policy else {
+            return serde_json::Value::Null;
+        };
+        let decisions: serde_json::Map<String, serde_json::Value> = ps
+            .engine
+            .decisions()
+            .into_iter()
+            .map(|(class, d)| (class.to_owned(), decision_json(d)))
+            .collect();
+        serde_json::json!({
+            "file": ps.path.display().to_string(),
+            "decisions": decisions,
+            "realtime_paths": ps.engine.realtime_paths(),
+        })
+    }
+
+    /// Reads the policy file again; a bad file is refused and the running policy stays.
+    fn reload_policy(&mut self, now: Instant) -> Result<(), String> {
+        let known: Vec<String> = self.cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        let Some(ps) = self.policy.as_mut() else {
+            return Err("no policy configured (`policy` in mobile.toml)".into());
+        };
+        let p = load_policy(&ps.path, &known).map_err(|e| format!("{e:#}"))?;
+        ps.engine.reload(now, p);
+        tracing::info!(file = %ps.path.display(), "policy reloaded");
+        // Rules may change a flow's class: decide every live flow again.
+        let live: Vec<(FlowKey, Option<String>)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (*k, f.app.clone()))
+            .collect();
+        for (key, app) in live {
+            self.place(now, key, app, true);
+        }
+        self.apply_policy(now);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Classifies a new flow (unless `app` is known) and places it by the policy.
+    fn place_new_flow(&mut self, now: Instant, key: FlowKey, app: Option<String>) {
+        let Some(ps) = self.policy.as_mut() else {
+            return;
+        };
+        let app = app.or_else(|| {
+            let flow = classify_flow(&key)?;
+            ps.classifier.as_mut()?.classify(&flow).map(|a| a.name)
+        });
+        self.place(now, key, app, false);
+    }
+
+    /// Decides `key`'s placement and puts it there (telling the anchor when an existing
+    /// flow changes tunnel).
+    fn place(&mut self, now: Instant, key: FlowKey, app: Option<String>, existing: bool) {
+        let Some(ps) = self.policy.as_mut() else {
+            return;
+        };
+        let input = FlowMatchInput {
+            proto: u8::from(key.proto),
+            dst: key.dst,
+            dst_port: key.dst_port,
+        };
+        let placement = ps.engine.decide(now, app.as_deref(), &input);
+        let target = self.target_of(&placement.decision);
+        tracing::debug!(flow = %key, app = ?app, class = %placement.class, decision = ?placement.decision, "flow placed");
+        let before = self.flows.insert(
+            key,
+            FlowInfo {
+                app,
+                class: placement.class,
+            },
+        );
+        let _ = self.engine.handle().send(Command::SetFlow {
+            key,
+            tunnel: Some(target.unwrap_or(dataplane::BLOCKED)),
+        });
+        if existing && before.is_some() {
+            if let Some(link) = target {
+                self.signal_moves(now, link, &[key]);
+            }
+        }
+    }
+
+    /// The data-plane tunnel of a policy decision (`None`: hold the flow back).
+    fn target_of(&self, d: &Decision) -> Option<u32> {
+        match d {
+            Decision::Tunnel(iface) => self
+                .tunnels
+                .values()
+                .find(|t| &t.iface == iface && t.usable())
+                .map(|t| t.link),
+            Decision::Wait => None,
+        }
+    }
+
+    /// Feeds the paths' state to the policy and carries out the moves it decides.
+    fn apply_policy(&mut self, now: Instant) {
+        // At start, let every tunnel answer once (or 3 s pass) before the policy sees the
+        // paths: otherwise the first path to answer wins and the preferred one would have
+        // to wait out the hold-down.
+        let settling = self.cfg.interfaces.iter().any(|i| {
+            !self.tunnels.values().any(|t| {
+                t.iface == i.name
+                    && t.phase == TunnelPhase::Ready
+                    && t.probe.state() != PathState::Probing
+            })
+        });
+        if settling && now.duration_since(self.epoch) < STARTUP_SETTLE {
+            return;
+        }
+        let Some(ps) = self.policy.as_mut() else {
+            return;
+        };
+        for i in &self.cfg.interfaces {
+            let q = self
+                .tunnels
+                .values()
+                .find(|t| t.iface == i.name && t.phase == TunnelPhase::Ready)
+                .map(|t| t.probe.quality());
+            ps.engine.set_path(now, &i.name, q);
+        }
+        let moves = ps.engine.reevaluate(now);
+        for mv in moves {
+            tracing::info!(app = %mv.app, from = ?mv.from, to = ?mv.to, "policy move");
+            let target = self.target_of(&mv.to);
+            let keys: Vec<FlowKey> = self
+                .flows
+                .iter()
+                .filter(|(_, f)| f.class == mv.app)
+                .map(|(k, _)| *k)
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let set = keys
+                .iter()
+                .map(|k| (*k, Some(target.unwrap_or(dataplane::BLOCKED))))
+                .collect();
+            let _ = self.engine.handle().send(Command::SetFlows(set));
+            if let Some(link) = target {
+                self.signal_moves(now, link, &keys);
+            }
+        }
+    }
+
+    /// Forgets flows the data plane no longer has (expired), every 10 s.
+    fn sweep_flows(&mut self, now: Instant) {
+        if self.flows.is_empty()
+            || now.duration_since(self.last_flow_sweep) < Duration::from_secs(10)
+        {
+            return;
+        }
+        self.last_flow_sweep = now;
+        let live: std::collections::HashSet<FlowKey> = self
+            .engine
+            .handle()
+            .stats()
+            .flows
+            .iter()
+            .map(|f| f.key)
+            .collect();
+        self.flows.retain(|k, _| live.contains(k));
+    }
+
+    fn on_socks_flow(
+        &mut self,
+        now: Instant,
+        proto: socks::Proto,
+        local: SocketAddr,
+        remote: SocketAddr,
+        app: String,
+    ) {
+        let key = FlowKey {
+            proto: match proto {
+                socks::Proto::Tcp => wire::IpProtocol::Tcp,
+                socks::Proto::Udp => wire::IpProtocol::Udp,
+            },
+            src: local.ip(),
+            dst: remote.ip(),
+            src_port: local.port(),
+            dst_port: remote.port(),
+        };
+        self.place_new_flow(now, key, Some(app));
     }
 
     fn manual_handover(
@@ -727,6 +1029,19 @@ impl Mobile {
         sel: &FlowSelector,
         to: &str,
     ) -> Result<usize, String> {
+        if let FlowSelector::App(app) = sel {
+            let Some(ps) = self.policy.as_mut() else {
+                return Err(
+                    "per-application handover needs a policy (`policy` in mobile.toml)".into(),
+                );
+            };
+            let iface = (to != "auto").then_some(to);
+            ps.engine.pin(app, iface).map_err(|e| e.to_string())?;
+            let n = self.flows.values().filter(|f| &f.class == app).count();
+            self.apply_policy(now);
+            self.flush(now);
+            return Ok(n);
+        }
         let target = self
             .tunnels
             .values()
@@ -753,9 +1068,7 @@ impl Mobile {
                 let m = parse_spec(spec)?;
                 flows.into_iter().filter(|k| spec_matches(&m, k)).collect()
             }
-            FlowSelector::App(_) => {
-                return Err("per-application handover needs the policy engine (issue 7)".into())
-            }
+            FlowSelector::App(_) => Vec::new(), // handled above
         };
         // Uplink first (make-before-break: the target is up), then the anchor.
         if matches!(sel, FlowSelector::All) {
@@ -806,8 +1119,11 @@ impl Mobile {
                 proto: proto_name(f.key.proto),
                 src: sock(f.key.src, f.key.src_port),
                 dst: sock(f.key.dst, f.key.dst_port),
-                app: None,
-                iface: f.tunnel.or(self.default).and_then(|l| self.iface_of(l)),
+                app: self.flows.get(&f.key).and_then(|i| i.app.clone()),
+                iface: match f.tunnel {
+                    Some(dataplane::BLOCKED) => None,
+                    t => t.or(self.default).and_then(|l| self.iface_of(l)),
+                },
                 tx_bytes: f.bytes,
                 rx_bytes: 0,
             })
@@ -827,6 +1143,39 @@ impl Mobile {
             drops: crate::drops_by_name(&stats),
         }
     }
+}
+
+fn decision_json(d: &Decision) -> serde_json::Value {
+    match d {
+        Decision::Tunnel(i) => serde_json::Value::from(i.as_str()),
+        Decision::Wait => serde_json::Value::from("wait"),
+    }
+}
+
+/// Reads and checks a policy file against the configured interfaces.
+fn load_policy(path: &std::path::Path, known: &[&str]) -> Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading policy {}", path.display()))?;
+    let p = Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if !known.is_empty() {
+        p.check_interfaces(known)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(p)
+}
+
+/// The classifier's view of a flow (TCP and UDP only: sock_diag has no ICMP lookup).
+fn classify_flow(k: &FlowKey) -> Option<appclass::Flow> {
+    let proto = match k.proto {
+        wire::IpProtocol::Tcp => appclass::Proto::Tcp,
+        wire::IpProtocol::Udp => appclass::Proto::Udp,
+        _ => return None,
+    };
+    Some(appclass::Flow {
+        proto,
+        src: SocketAddr::new(k.src, k.src_port),
+        dst: SocketAddr::new(k.dst, k.dst_port),
+    })
 }
 
 fn sock(ip: IpAddr, port: u16) -> String {
