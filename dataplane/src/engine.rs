@@ -77,6 +77,18 @@ struct ShardLink {
     wake: Arc<OwnedFd>,
 }
 
+/// The relay's links to all shards. Dropping it (relay exit, or a failed start) tells every
+/// spawned shard to stop, so no shard is left waiting on its ring.
+struct ShardLinks(Vec<ShardLink>);
+
+impl Drop for ShardLinks {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            l.send(ShardMsg::Shutdown);
+        }
+    }
+}
+
 impl ShardLink {
     fn send(&self, m: ShardMsg) {
         let _ = self.tx.send(m);
@@ -258,12 +270,12 @@ impl Engine {
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(cfg.event_capacity.max(1));
         let stats: Vec<Arc<ShardStats>> = (0..n).map(|_| Arc::new(ShardStats::default())).collect();
-        let mut links = Vec::with_capacity(n);
+        let mut links = ShardLinks(Vec::with_capacity(n));
         let mut shards = Vec::with_capacity(n);
         for (i, tun) in tuns.into_iter().enumerate() {
             let wake = Arc::new(sys::poll::eventfd().map_err(EngineError::Spawn)?);
             let (tx, rx) = crossbeam_channel::unbounded();
-            links.push(ShardLink {
+            links.0.push(ShardLink {
                 tx,
                 wake: wake.clone(),
             });
@@ -383,7 +395,7 @@ impl Drop for Engine {
 
 struct Relay {
     tables: Arc<Tables>,
-    links: Vec<ShardLink>,
+    links: ShardLinks,
     listens: Vec<Arc<OwnedFd>>,
     events: Sender<Event>,
     cfg: EngineConfig,
@@ -405,14 +417,12 @@ impl Relay {
                 });
             }
         }
-        for l in &self.links {
-            l.send(ShardMsg::Shutdown);
-        }
+        // Dropping `self.links` (end of this function) stops the shards.
     }
 
     fn recheck(&self) {
         if self.cfg.new_flow_wait.is_some() {
-            for l in &self.links {
+            for l in &self.links.0 {
                 l.send(ShardMsg::Recheck);
             }
         }
@@ -441,7 +451,7 @@ impl Relay {
                     bound,
                     remote,
                 ));
-                if let Some(l) = self.links.get(id as usize % self.links.len().max(1)) {
+                if let Some(l) = self.links.0.get(id as usize % self.links.0.len().max(1)) {
                     l.send(ShardMsg::AddSocket(t));
                 }
                 let _ = self
@@ -460,7 +470,7 @@ impl Relay {
             Command::RemoveTunnel { id } => {
                 if let Some(t) = self.tables.remove_tunnel(id) {
                     if matches!(t.socket, TunnelSocket::Dedicated(_)) {
-                        if let Some(l) = self.links.get(id as usize % self.links.len().max(1)) {
+                        if let Some(l) = self.links.0.get(id as usize % self.links.0.len().max(1)) {
                             l.send(ShardMsg::RemoveSocket(id));
                         }
                     }
