@@ -2,6 +2,7 @@
 # `testbed.sh upmt start|stop|logs`: the UPMT daemons in the testbed (sourced by testbed.sh).
 #
 #   start   the anchor in PREFIXan and the mobile host in PREFIXmh, with the example
+#           (UPMT_MOBILE_CONFIG overrides the mobile host's configuration file)
 #           configurations in examples/ (anchor.toml, mobile.toml, credentials.toml,
 #           policy.toml); returns once the host is associated with a tunnel up on wlan0 and
 #           on umts0. Logs: $STATE/upmt/{anchor,mobile}.log.
@@ -61,7 +62,7 @@ upmt_start() {
     fi
     if ! running mobile; then
         ip netns exec "${PREFIX}mh" env RUST_LOG="${RUST_LOG:-info}" "$bin" mobile \
-            --config "$ROOT/examples/mobile.toml" >"$dir/mobile.log" 2>&1 9>&- &
+            --config "${UPMT_MOBILE_CONFIG:-$ROOT/examples/mobile.toml}" >"$dir/mobile.log" 2>&1 9>&- &
         echo $! >"$STATE/upmt-mobile.pid"
     fi
     poll 500 0.03 upmt_tunnels_up "$bin" || {

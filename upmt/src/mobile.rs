@@ -102,6 +102,7 @@ struct Mobile {
     flows: HashMap<FlowKey, FlowInfo>,
     last_flow_sweep: Instant,
     socks: Option<socks::Proxy>,
+    socks_rx: crossbeam_channel::Receiver<SocksFlow>,
 }
 
 /// The policy engine and the classifier that feeds it.
@@ -243,6 +244,7 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
         flows: HashMap::new(),
         last_flow_sweep: now,
         socks,
+        socks_rx: socks_rx.clone(),
         cfg,
         tun,
         anchor_tunnel,
@@ -612,7 +614,16 @@ impl Mobile {
                 }
                 ControlKind::KeepaliveRequest => {}
             },
-            DpEvent::NewFlow { key, .. } => self.place_new_flow(now, key, None),
+            DpEvent::NewFlow { key, .. } => {
+                // The proxy announces its flows before their first packet: take those
+                // announcements first, so a proxied flow is not classified as the daemon.
+                while let Ok((proto, local, remote, app)) = self.socks_rx.try_recv() {
+                    self.on_socks_flow(now, proto, local, remote, app);
+                }
+                if !self.flows.contains_key(&key) {
+                    self.place_new_flow(now, key, None);
+                }
+            }
             DpEvent::CommandFailed { command, error } => {
                 tracing::warn!("data plane refused {command}: {error}");
             }
