@@ -908,3 +908,35 @@ fn nat_is_shareable_between_shards() {
     assert_send_sync::<Nat>();
     assert_send_sync::<Arc<Nat>>();
 }
+
+#[test]
+fn tcp_inbound_refresh_racing_expiry_keeps_the_table_consistent() {
+    let n = Arc::new(nat(Filtering::EndpointIndependent));
+    let t0 = Instant::now();
+    for port in 0..300u16 {
+        handshake(&n, t0, 41_000 + port);
+    }
+    assert_eq!(n.len(), 300);
+    // inbound ACKs on one thread, expiry sweeps on another, around the 2 h 4 min deadline
+    let n2 = n.clone();
+    let refresher = std::thread::spawn(move || {
+        for step in 0..40u64 {
+            for port in 0..150u16 {
+                let t = t0 + secs(7430 + step / 2);
+                let mut p = tcp(CH, 80, PUBLIC, 41_000 + port, ACK);
+                let _ = n2.translate_inbound(t, &mut p);
+            }
+        }
+    });
+    for step in 0..40u64 {
+        n.expire(t0 + secs(7430 + step / 2));
+    }
+    refresher.join().unwrap();
+    // the refreshed half may survive, the idle half is gone; nothing is half-removed
+    let live = n.len();
+    assert!(live <= 150, "{live}");
+    let listed = n.mappings_for(H1).len();
+    assert_eq!(listed, live);
+    n.expire(t0 + secs(20_000));
+    assert!(n.is_empty());
+}
