@@ -103,6 +103,9 @@ struct Mobile {
     last_flow_sweep: Instant,
     socks: Option<socks::Proxy>,
     socks_rx: crossbeam_channel::Receiver<SocksFlow>,
+    /// How long the last new flows waited for classification and placement, µs.
+    placement_us: std::collections::VecDeque<u64>,
+    placements: u64,
 }
 
 /// The policy engine and the classifier that feeds it.
@@ -245,6 +248,8 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
         last_flow_sweep: now,
         socks,
         socks_rx: socks_rx.clone(),
+        placement_us: std::collections::VecDeque::new(),
+        placements: 0,
         cfg,
         tun,
         anchor_tunnel,
@@ -890,6 +895,7 @@ impl Mobile {
 
     /// Classifies a new flow (unless `app` is known) and places it by the policy.
     fn place_new_flow(&mut self, now: Instant, key: FlowKey, app: Option<String>) {
+        let started = Instant::now();
         let Some(ps) = self.policy.as_mut() else {
             return;
         };
@@ -898,6 +904,12 @@ impl Mobile {
             ps.classifier.as_mut()?.classify(&flow).map(|a| a.name)
         });
         self.place(now, key, app, false);
+        if self.placement_us.len() >= 1024 {
+            self.placement_us.pop_front();
+        }
+        self.placement_us
+            .push_back(started.elapsed().as_micros() as u64);
+        self.placements += 1;
     }
 
     /// Decides `key`'s placement and puts it there (telling the anchor when an existing
@@ -1152,7 +1164,27 @@ impl Mobile {
             tunnels,
             flows,
             drops: crate::drops_by_name(&stats),
+            placement: self.placement_summary(),
         }
+    }
+
+    fn placement_summary(&self) -> Option<crate::status::Placement> {
+        if self.placement_us.is_empty() {
+            return None;
+        }
+        let mut v: Vec<u64> = self.placement_us.iter().copied().collect();
+        v.sort_unstable();
+        let at = |p: f64| {
+            v.get(((v.len() - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        Some(crate::status::Placement {
+            flows: self.placements,
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: v.last().copied().unwrap_or(0),
+        })
     }
 }
 

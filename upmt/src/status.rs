@@ -23,6 +23,22 @@ pub struct MobileStatus {
     pub flows: Vec<MobileFlow>,
     /// Data-plane drop counters by reason.
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// How long new flows waited for their application's placement (with a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// First-packet wait of new flows: classification and policy decision, over the last 1024.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Flows placed since start.
+    pub flows: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// Largest, µs.
+    pub max_us: u64,
 }
 
 /// One tunnel of the mobile host.
