@@ -71,6 +71,29 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // Read scaling: the same lookups spread over 1 and 2 threads (time per lookup, aggregate).
+    for threads in [1usize, 2] {
+        g.bench_function(format!("paft_lookup_1M_flows_{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let per = (iters as usize).div_ceil(threads);
+                let start = std::time::Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let (f, keys) = (&f, &keys);
+                        s.spawn(move || {
+                            let mut i = t * 104_729;
+                            for _ in 0..per {
+                                i = (i + 7919) & ((1 << 20) - 1);
+                                black_box(f.route(&keys[i]));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+
     // Baseline for the concurrency choice: a plain (single-threaded, unshared) hashbrown map
     // of the same 1M keys.
     let plain: hashbrown::HashMap<dataplane::FlowKey, u32> = keys.iter().map(|k| (*k, 1)).collect();
