@@ -506,7 +506,10 @@ fn answer(
                 },
             }
         }
-        Request::Handover { .. } | Request::PolicyReload | Request::PolicyShow => Response::Error {
+        Request::Handover { .. }
+        | Request::PolicyReload
+        | Request::PolicyShow
+        | Request::RegisterFlow { .. } => Response::Error {
             message: "handovers and policies belong to the mobile host (run it there)".into(),
         },
     }

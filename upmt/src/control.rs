@@ -12,108 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender};
-use serde::{Deserialize, Serialize};
 
 /// Longest request line accepted (a handover of many flows fits easily).
 const MAX_REQUEST: usize = 64 * 1024;
 
-/// Which daemon a control socket belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `upmt anchor`.
-    Anchor,
-    /// `upmt mobile`.
-    Mobile,
-}
-
-/// The default control socket of a daemon: `/run/upmt/[NETNS/]anchor.sock` or
-/// `mobile.sock`, where NETNS is the name of the network namespace the process runs in
-/// (as `ip netns` names it), so daemons in different namespaces on one machine (the
-/// testbed) do not collide, and `upmt status` run in a namespace finds that namespace's
-/// daemon.
-pub fn default_socket(role: Role) -> PathBuf {
-    let mut p = PathBuf::from("/run/upmt");
-    if let Some(ns) = netns_name() {
-        p.push(ns);
-    }
-    p.push(match role {
-        Role::Anchor => "anchor.sock",
-        Role::Mobile => "mobile.sock",
-    });
-    p
-}
-
-/// The name of this process's network namespace, if it is one of `/run/netns/*`.
-fn netns_name() -> Option<String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let me = std::fs::metadata("/proc/self/ns/net").ok()?;
-    std::fs::read_dir("/run/netns")
-        .ok()?
-        .flatten()
-        .find(|e| {
-            std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == me.ino() && m.dev() == me.dev())
-        })
-        .and_then(|e| e.file_name().into_string().ok())
-}
-
-/// The socket `upmt status` talks to when none is given: this namespace's mobile host if
-/// one runs, else its anchor.
-pub fn default_client_socket() -> PathBuf {
-    let m = default_socket(Role::Mobile);
-    if m.exists() {
-        m
-    } else {
-        default_socket(Role::Anchor)
-    }
-}
-
-/// A request to a daemon.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    /// The daemon's status (`upmt status`).
-    Status,
-    /// Move flows to the tunnel on an interface (mobile host only).
-    Handover {
-        /// Which flows.
-        flows: FlowSelector,
-        /// The interface whose tunnel they move to (`auto`, with an application: back to
-        /// the policy's choice).
-        to: String,
-    },
-    /// Reads the policy file again (mobile host); a bad file is refused, the old policy stays.
-    PolicyReload,
-    /// The running policy's decisions (mobile host).
-    PolicyShow,
-}
-
-/// Which flows a handover moves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowSelector {
-    /// Every flow, and the default for new ones.
-    All,
-    /// Flows matching a spec such as `udp 198.18.3.1:5001` (see `docs/CONTROL.md`).
-    Spec(String),
-    /// Every flow of an application.
-    App(String),
-}
-
-/// A daemon's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Response {
-    /// Success, with a JSON value (the status object, or what a command did).
-    Ok {
-        /// The payload.
-        value: serde_json::Value,
-    },
-    /// The request was understood but could not be done.
-    Error {
-        /// Why, for a person.
-        message: String,
-    },
-}
+pub use upmt_api::{
+    default_client_socket, default_socket, request, FlowSelector, Request, Response, Role,
+};
 
 /// A request taken off the socket, with the way back to its client.
 #[derive(Debug)]
@@ -211,20 +116,6 @@ fn serve_client(stream: UnixStream, to_daemon: Sender<Incoming>) {
         }
         reader.set_limit(MAX_REQUEST as u64);
     }
-}
-
-/// Sends one request to the daemon at `path` and waits for its answer.
-pub fn request(path: &Path, req: &Request) -> anyhow::Result<Response> {
-    use anyhow::Context as _;
-    let mut stream = UnixStream::connect(path)
-        .with_context(|| format!("cannot reach the daemon at {}", path.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut text = serde_json::to_string(req)?;
-    text.push('\n');
-    stream.write_all(text.as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    serde_json::from_str(line.trim_end()).context("the daemon's answer is not valid JSON")
 }
 
 #[cfg(test)]

@@ -835,6 +835,17 @@ impl Mobile {
                 },
                 Err(message) => Response::Error { message },
             },
+            Request::RegisterFlow {
+                proto,
+                src_port,
+                dst,
+                app,
+            } => match self.register_flow(now, proto, *src_port, *dst, app) {
+                Ok(()) => Response::Ok {
+                    value: serde_json::Value::Null,
+                },
+                Err(message) => Response::Error { message },
+            },
             Request::PolicyReload => match self.reload_policy(now) {
                 Ok(()) => Response::Ok {
                     value: self.policy_document(),
@@ -850,6 +861,30 @@ impl Mobile {
                 },
             },
         }
+    }
+
+    /// An aware application's flow (upmt-api), announced before its first packet.
+    fn register_flow(
+        &mut self,
+        now: Instant,
+        proto: &str,
+        src_port: u16,
+        dst: SocketAddr,
+        app: &str,
+    ) -> Result<(), String> {
+        if self.policy.is_none() {
+            return Err("no policy configured (`policy` in mobile.toml)".into());
+        }
+        appclass::cgroup::validate_app_name(app).map_err(|e| e.to_string())?;
+        let proto = match proto {
+            "tcp" => socks::Proto::Tcp,
+            "udp" => socks::Proto::Udp,
+            p => return Err(format!("unknown protocol {p:?} (tcp or udp)")),
+        };
+        let vipa = self.vipa.ok_or("not associated yet")?;
+        let local = SocketAddr::new(IpAddr::V4(vipa), src_port);
+        self.on_socks_flow(now, proto, local, dst, app.to_owned());
+        Ok(())
     }
 
     fn policy_document(&self) -> serde_json::Value {

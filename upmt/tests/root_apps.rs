@@ -331,3 +331,33 @@ fn socks5_user_name_selects_the_application() {
     );
     finish_download(&tb, c, Path::new(&out), &blob);
 }
+
+#[test]
+fn aware_application_declares_its_flows_through_the_api() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The API's example program (api/examples/aware.rs).
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "upmt-api", "--example", "aware"])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exe = target.join("debug/examples/aware");
+    let exe_s = exe.to_string_lossy().into_owned();
+    let mut tb = Tb::new("t");
+    tb.upmt_start();
+    let _blob = tb.web_server(1);
+    // voip prefers umts0 in the example policy; without the declaration the flow would be
+    // the program's own ("aware"), which follows the default (wlan0).
+    let out = tb.exec_ok("mh", &[&exe_s, "198.18.3.1:8080", "voip"]);
+    assert!(out.contains("as application voip"), "{out}");
+    let f = flow_to(&tb, "198.18.3.1:8080").expect("the aware application's flow");
+    assert_eq!(
+        (f["app"].as_str(), f["iface"].as_str()),
+        (Some("voip"), Some("umts0")),
+        "{f}"
+    );
+}
