@@ -132,8 +132,22 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                         match m {
                             ShardMsg::AddSocket(t) => {
                                 if let TunnelSocket::Dedicated(fd) = &t.socket {
-                                    ep.add(fd.as_raw_fd(), t.id as u64)?;
-                                    socks.insert(t.id as u64, t);
+                                    // A tunnel re-added with the same id replaces its socket.
+                                    if let Some(old) = socks.remove(&(t.id as u64)) {
+                                        if let TunnelSocket::Dedicated(ofd) = &old.socket {
+                                            let _ = ep.remove(ofd.as_raw_fd());
+                                        }
+                                    }
+                                    if let Err(e) = ep.add(fd.as_raw_fd(), t.id as u64) {
+                                        let _ = fwd.events.try_send(
+                                            crate::control::Event::TunnelError {
+                                                id: Some(t.id),
+                                                error: e.to_string(),
+                                            },
+                                        );
+                                    } else {
+                                        socks.insert(t.id as u64, t);
+                                    }
                                 }
                             }
                             ShardMsg::RemoveSocket(id) => {

@@ -42,6 +42,8 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
     let wake_fd = wake.as_raw_fd();
     let vnet = if cfg.vnet_hdr { VNET_HDR_LEN } else { 0 };
     let mut socks: hashbrown::HashMap<u32, Sock> = hashbrown::HashMap::new();
+    let mut by_tunnel: hashbrown::HashMap<u32, u32> = hashbrown::HashMap::new();
+    let mut next_token: u32 = 0;
     if let Some(l) = &listen {
         socks.insert(
             LISTEN,
@@ -262,9 +264,17 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                         match m {
                             ShardMsg::AddSocket(t) => {
                                 if let TunnelSocket::Dedicated(fd) = &t.socket {
+                                    // A tunnel re-added with the same id replaces its socket.
+                                    if let Some(old) = by_tunnel.remove(&t.id) {
+                                        retire(&mut io, &mut socks, old)?;
+                                    }
                                     let fd = fd.as_raw_fd();
+                                    // Tokens are per socket instance, never reused while the
+                                    // ring may still report on an older one.
+                                    next_token = next_token.wrapping_add(1) % LISTEN;
+                                    by_tunnel.insert(t.id, next_token);
                                     socks.insert(
-                                        t.id,
+                                        next_token,
                                         Sock {
                                             fd,
                                             tunnel: Some(t),
@@ -275,11 +285,8 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                                 }
                             }
                             ShardMsg::RemoveSocket(id) => {
-                                if let Some(s) = socks.get_mut(&id) {
-                                    s.removed = true;
-                                    if s.armed {
-                                        io.cancel(s.fd)?;
-                                    }
+                                if let Some(tok) = by_tunnel.remove(&id) {
+                                    retire(&mut io, &mut socks, tok)?;
                                 }
                             }
                             ShardMsg::Recheck => {}
@@ -330,6 +337,17 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
 }
 
 /// Completion errors after which re-arming makes sense.
+/// Stops receiving on socket `tok` (cancel if armed); it leaves `socks` once its request ended.
+fn retire(io: &mut UringIo, socks: &mut hashbrown::HashMap<u32, Sock>, tok: u32) -> io::Result<()> {
+    if let Some(s) = socks.get_mut(&tok) {
+        s.removed = true;
+        if s.armed {
+            io.cancel(s.fd)?;
+        }
+    }
+    Ok(())
+}
+
 /// Receive errors a UDP socket reports from ICMP or link changes, after which it still works.
 fn socket_transient(res: i32) -> bool {
     matches!(

@@ -638,6 +638,37 @@ fn suite(backend: Backend, nat: NatMode, vnet_hdr: bool) {
         "flow back on the default rule"
     );
 
+    // --- re-adding tunnel 1 (same id, new socket and port): the old socket is retired ---
+    mh.handle()
+        .send(Command::AddTunnel {
+            id: 1,
+            local: "192.168.100.25:0".parse().unwrap(),
+            device: Some("w0".into()),
+            remote,
+        })
+        .unwrap();
+    let Event::TunnelAdded {
+        local: new_local, ..
+    } = wait_event(&mh, "TunnelAdded again", |e| {
+        matches!(e, Event::TunnelAdded { id: 1, .. })
+    })
+    else {
+        unreachable!()
+    };
+    assert_ne!(new_local, mh_locals[0]);
+    mh_locals[0] = new_local;
+    an.handle()
+        .send(Command::AddPeerTunnel {
+            id: 1,
+            remote: new_local,
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        udp_echo(&bed.mh, 6000, b"new socket".to_vec()),
+        "echo over the re-added tunnel"
+    );
+
     // --- anchor restart: ICMP port unreachable on the MH's connected sockets must not stop
     // its shards; traffic resumes once the anchor is back with its tunnels ---
     an.shutdown().unwrap();
