@@ -13,6 +13,12 @@
 //! `sendmsg` unchanged. Decapsulation writes the received payload, in the receive buffer, to
 //! the TUN. NAT rewrites in place in between.
 //!
+//! The anchor's own NAT: `cfg.nat = Arc::new(Napt(Arc::new(nat::Nat::new(..)?)))`; route its
+//! public address to the TUN. Tests: `cargo test -p dataplane` (the `root_engine` target needs
+//! root, `ip`, `nft`, `ping`, and builds its own namespaces); figures:
+//! `cargo test --release -p dataplane --test root_engine -- --ignored --nocapture figures` and
+//! `cargo bench -p dataplane --bench per_packet`.
+//!
 //! All `unsafe` lives in [`sys`]. See `docs/ARCHITECTURE-dataplane.md`.
 //!
 //! ```no_run
