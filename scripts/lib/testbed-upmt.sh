@@ -2,7 +2,7 @@
 # `testbed.sh upmt start|stop|logs`: the UPMT daemons in the testbed (sourced by testbed.sh).
 #
 #   start   the anchor in PREFIXan and the mobile host in PREFIXmh, with the example
-#           (UPMT_MOBILE_CONFIG overrides the mobile host's configuration file)
+#           (UPMT_ANCHOR_CONFIG, UPMT_MOBILE_CONFIG override the configuration files)
 #           configurations in examples/ (anchor.toml, mobile.toml, credentials.toml,
 #           policy.toml); returns once the host is associated with a tunnel up on wlan0 and
 #           on umts0. Logs: $STATE/upmt/{anchor,mobile}.log.
@@ -53,7 +53,7 @@ upmt_start() {
     fi
     if ! running anchor; then
         ip netns exec "${PREFIX}an" env RUST_LOG="${RUST_LOG:-info}" "$bin" anchor \
-            --config "$ROOT/examples/anchor.toml" >"$dir/anchor.log" 2>&1 9>&- &
+            --config "${UPMT_ANCHOR_CONFIG:-$ROOT/examples/anchor.toml}" >"$dir/anchor.log" 2>&1 9>&- &
         echo $! >"$STATE/upmt-anchor.pid"
         poll 250 0.02 test -S "$(upmt_sock an anchor)" || {
             cat "$dir/anchor.log" >&2

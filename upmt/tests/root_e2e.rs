@@ -292,3 +292,39 @@ fn spoofed_and_unassociated_traffic_is_dropped_and_counted() {
     let (c, out) = tb.download("100M");
     finish_download(&tb, c, &out, &blob);
 }
+
+#[test]
+fn kernel_nat_mode_for_comparison() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut tb = Tb::new("h");
+    let ex = root().join("examples");
+    let text = std::fs::read_to_string(ex.join("anchor.toml"))
+        .unwrap()
+        .replace("mode = \"upmt\"", "mode = \"kernel\"")
+        .replace("# uplink = \"eth0\"", "uplink = \"eth0\"")
+        .replace(
+            "credentials = \"credentials.toml\"",
+            &format!("credentials = {:?}", ex.join("credentials.toml")),
+        );
+    assert!(text.contains("mode = \"kernel\"") && text.contains("uplink = \"eth0\""));
+    let cfg = tb.dir.join("anchor-kernel.toml");
+    std::fs::write(&cfg, text).unwrap();
+    tb.env.push((
+        "UPMT_ANCHOR_CONFIG".into(),
+        cfg.to_string_lossy().into_owned(),
+    ));
+    tb.upmt_start();
+    let blob = tb.web_server(2);
+    let (c, out) = tb.download("100M");
+    finish_download(&tb, c, &out, &blob);
+    let http_log = std::fs::read_to_string(tb.dir.join("http.log")).unwrap();
+    assert!(http_log.contains("198.18.2.100"), "{http_log}");
+    let a = tb.status("an");
+    assert_eq!(a["nat"]["mode"], "kernel", "{a}");
+    let tables = tb.exec_ok("an", &["nft", "list", "tables"]);
+    assert!(tables.contains("upmt_anchor"), "{tables}");
+    // Stopping the anchor removes its table.
+    tb.ok(&["upmt", "stop"]);
+    let tables = tb.exec_ok("an", &["nft", "list", "tables"]);
+    assert!(!tables.contains("upmt_anchor"), "{tables}");
+}
