@@ -1170,7 +1170,7 @@ impl Mobile {
                 }
             })
             .collect();
-        let flows = stats
+        let flows: Vec<MobileFlow> = stats
             .flows
             .iter()
             .map(|f| MobileFlow {
@@ -1186,7 +1186,21 @@ impl Mobile {
                 rx_bytes: 0,
             })
             .collect();
+        let mut apps: BTreeMap<Option<String>, crate::status::MobileApp> = BTreeMap::new();
+        for f in &flows {
+            let a = apps
+                .entry(f.app.clone())
+                .or_insert_with(|| crate::status::MobileApp {
+                    name: f.app.clone(),
+                    flows: 0,
+                    tx_bytes_by_iface: BTreeMap::new(),
+                });
+            a.flows += 1;
+            let iface = f.iface.clone().unwrap_or_else(|| "waiting".into());
+            *a.tx_bytes_by_iface.entry(iface).or_default() += f.tx_bytes;
+        }
         MobileStatus {
+            apps: apps.into_values().collect(),
             role: "mobile".into(),
             vipa: self.vipa,
             anchor: self.cfg.anchor.sip,

@@ -23,9 +23,23 @@ pub struct MobileStatus {
     pub flows: Vec<MobileFlow>,
     /// Data-plane drop counters by reason.
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Per application: its flows and the bytes it sent over each interface.
+    #[serde(default)]
+    pub apps: Vec<MobileApp>,
     /// How long new flows waited for their application's placement (with a policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+}
+
+/// One application's accounting on the mobile host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MobileApp {
+    /// The application (`null`: flows no application could be named for).
+    pub name: Option<String>,
+    /// Its live flows.
+    pub flows: u64,
+    /// Bytes sent, by the interface each flow rides now (`"waiting"` while held back).
+    pub tx_bytes_by_iface: std::collections::BTreeMap<String, u64>,
 }
 
 /// First-packet wait of new flows: classification and policy decision, over the last 1024.

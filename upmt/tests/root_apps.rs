@@ -110,6 +110,19 @@ fn applications_ride_their_own_tunnels_from_the_first_packet() {
         "{u}"
     );
     assert_eq!(p["app"].as_str(), Some("iperf3"), "{p}");
+    // Per-application, per-path accounting.
+    let s = tb.status("mh");
+    let app = |name: &str| {
+        s["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {s}"))
+    };
+    assert!(app("video")["tx_bytes_by_iface"]["wlan0"].as_u64().unwrap() > 0);
+    assert!(app("voip")["tx_bytes_by_iface"]["umts0"].as_u64().unwrap() > 0);
     for c in [video, voip] {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success());
