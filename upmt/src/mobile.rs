@@ -124,12 +124,28 @@ struct FlowInfo {
 /// A flow the SOCKS proxy opened for an application.
 type SocksFlow = (socks::Proto, SocketAddr, SocketAddr, String);
 
-/// Hands the proxy's flows to the control thread.
-struct SocksHook(Sender<SocksFlow>);
+/// Hands the proxy's flows to the control thread, and names clients that give no SOCKS user
+/// name by the process owning their connection (its own classifier: the proxy's threads
+/// must not wait for the control thread).
+struct SocksHook {
+    tx: Sender<SocksFlow>,
+    classifier: std::sync::Mutex<Option<appclass::Classifier>>,
+}
 
 impl socks::FlowHook for SocksHook {
     fn register(&self, proto: socks::Proto, local: SocketAddr, remote: SocketAddr, app: &str) {
-        let _ = self.0.send((proto, local, remote, app.to_owned()));
+        let _ = self.tx.send((proto, local, remote, app.to_owned()));
+    }
+
+    fn app_of_client(&self, client: SocketAddr, proxy: SocketAddr) -> Option<String> {
+        let mut g = self.classifier.lock().ok()?;
+        let c = g.as_mut()?;
+        c.classify(&appclass::Flow {
+            proto: appclass::Proto::Tcp,
+            src: client,
+            dst: proxy,
+        })
+        .map(|a| a.name)
     }
 }
 
@@ -221,8 +237,16 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
                 ..socks::ProxyConfig::default()
             };
             Some(
-                socks::Proxy::start(pc, Arc::new(SocksHook(socks_tx)))
-                    .with_context(|| format!("SOCKS5 proxy on {}", sc.listen))?,
+                socks::Proxy::start(
+                    pc,
+                    Arc::new(SocksHook {
+                        tx: socks_tx,
+                        classifier: std::sync::Mutex::new(
+                            appclass::Classifier::new(appclass::Config::default()).ok(),
+                        ),
+                    }),
+                )
+                .with_context(|| format!("SOCKS5 proxy on {}", sc.listen))?,
             )
         }
     };

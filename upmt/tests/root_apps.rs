@@ -343,6 +343,38 @@ fn socks5_user_name_selects_the_application() {
         "{f}"
     );
     finish_download(&tb, c, Path::new(&out), &blob);
+    // No user name: the application is the client process (curl, untagged: by its
+    // executable; the default policy places it).
+    let out2 = tb.dir.join("socks2.bin");
+    let out2_s = out2.to_string_lossy().into_owned();
+    let c = tb
+        .cmd(&[
+            "exec",
+            "mh",
+            "--",
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "2M",
+            "-x",
+            "socks5h://127.0.0.1:1080",
+            "-o",
+            &out2_s,
+            "http://198.18.3.1:8080/blob",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let named: Vec<Value> = flows(&tb)
+        .into_iter()
+        .filter(|f| f["dst"] == "198.18.3.1:8080" && f["app"] == "curl")
+        .collect();
+    assert_eq!(named.len(), 1, "{:?}", flows(&tb));
+    finish_download(&tb, c, Path::new(&out2), &blob);
 }
 
 #[test]
