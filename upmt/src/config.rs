@@ -438,7 +438,8 @@ pub struct InterfaceConfig {
     /// Relative cost of sending over it (policies prefer cheaper paths).
     #[serde(default)]
     pub cost: u32,
-    /// Path MTU of this access network when smaller than `dataplane.path_mtu`.
+    /// Path MTU of this access network when smaller than `dataplane.path_mtu`; the TUN's MTU
+    /// is the smallest path MTU less 28 bytes, so TCP segments fit every tunnel.
     #[serde(default)]
     pub mtu: Option<u16>,
 }

@@ -668,7 +668,15 @@ impl Mobile {
             ClientEvent::Associated { vipa, expires } => {
                 tracing::info!(%vipa, ?expires, "associated");
                 if self.vipa != Some(vipa) {
-                    let mtu = self.cfg.dataplane.path_mtu.saturating_sub(28);
+                    // The smallest path MTU of the access networks, less the tunnel's 28
+                    // bytes: TCP's MSS then fits every tunnel, before and after a move.
+                    let path_mtu = self
+                        .cfg
+                        .interfaces
+                        .iter()
+                        .filter_map(|i| i.mtu)
+                        .fold(self.cfg.dataplane.path_mtu, u16::min);
+                    let mtu = path_mtu.saturating_sub(28);
                     if let Err(e) = netcfg::mobile_tun_up(&self.tun, vipa, mtu) {
                         tracing::error!("configuring {}: {e:#}", self.tun);
                     }
