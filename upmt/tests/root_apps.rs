@@ -306,6 +306,36 @@ fn policy_reload_moves_running_flows_and_bad_files_are_refused() {
     assert!(voip.wait_with_output().unwrap().status.success());
 }
 
+/// `curl` on mh through the proxy, as SOCKS user `user` (none: the proxy names the client
+/// by its process).
+fn socks_curl(tb: &Tb, user: Option<&str>, out: &Path) -> Child {
+    let proxy = match user {
+        Some(u) => format!("socks5h://{u}@127.0.0.1:1080"),
+        None => "socks5h://127.0.0.1:1080".to_owned(),
+    };
+    let out_s = out.to_string_lossy().into_owned();
+    tb.cmd(&[
+        "exec",
+        "mh",
+        "--",
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "30",
+        "--limit-rate",
+        "2M",
+        "-x",
+        &proxy,
+        "-o",
+        &out_s,
+        "http://198.18.3.1:8080/blob",
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
 #[test]
 fn socks5_user_name_selects_the_application() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,28 +343,7 @@ fn socks5_user_name_selects_the_application() {
     tb.upmt_start();
     let blob = tb.web_server(4);
     let out = tb.dir.join("socks.bin");
-    let out_s = out.to_string_lossy().into_owned();
-    let c = tb
-        .cmd(&[
-            "exec",
-            "mh",
-            "--",
-            "curl",
-            "-sS",
-            "--fail",
-            "--max-time",
-            "30",
-            "--limit-rate",
-            "2M",
-            "-x",
-            "socks5h://voip@127.0.0.1:1080",
-            "-o",
-            &out_s,
-            "http://198.18.3.1:8080/blob",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = socks_curl(&tb, Some("voip"), &out);
     std::thread::sleep(Duration::from_millis(800));
     let f = flow_to(&tb, "198.18.3.1:8080").expect("the proxy's flow");
     assert_eq!(
@@ -342,39 +351,18 @@ fn socks5_user_name_selects_the_application() {
         (Some("voip"), Some("umts0")),
         "{f}"
     );
-    finish_download(&tb, c, Path::new(&out), &blob);
+    finish_download(&tb, c, &out, &blob);
     // No user name: the application is the client process (curl, untagged: by its
     // executable; the default policy places it).
     let out2 = tb.dir.join("socks2.bin");
-    let out2_s = out2.to_string_lossy().into_owned();
-    let c = tb
-        .cmd(&[
-            "exec",
-            "mh",
-            "--",
-            "curl",
-            "-sS",
-            "--fail",
-            "--max-time",
-            "30",
-            "--limit-rate",
-            "2M",
-            "-x",
-            "socks5h://127.0.0.1:1080",
-            "-o",
-            &out2_s,
-            "http://198.18.3.1:8080/blob",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = socks_curl(&tb, None, &out2);
     std::thread::sleep(Duration::from_millis(800));
     let named: Vec<Value> = flows(&tb)
         .into_iter()
         .filter(|f| f["dst"] == "198.18.3.1:8080" && f["app"] == "curl")
         .collect();
     assert_eq!(named.len(), 1, "{:?}", flows(&tb));
-    finish_download(&tb, c, Path::new(&out2), &blob);
+    finish_download(&tb, c, &out2, &blob);
 }
 
 #[test]
