@@ -26,7 +26,7 @@ use mobility::ifaces::{IfaceChange, Interfaces};
 use mobility::policy::{Decision, Engine as PolicyEngine, FlowMatchInput, Policy};
 use mobility::{PathState, Probe, ProbeConfig, ProbeEvent};
 use rand::SeedableRng as _;
-use signaling_proto::body::{FlowMatch, FlowMove, Proto, TunnelTarget};
+use signaling_proto::body::{FlowMatch, FlowMove, TunnelTarget};
 use signaling_proto::client::{Client, ClientConfig, Event as ClientEvent};
 use signaling_proto::path::{Path as SigPath, Transmit};
 
@@ -34,6 +34,12 @@ use crate::config::MobileConfig;
 use crate::control::{self, FlowSelector, Incoming, Request, Response};
 use crate::netcfg;
 use crate::status::{MobileFlow, MobileStatus, MobileTunnel};
+
+mod apps;
+mod spec;
+
+use apps::{load_policy, FlowInfo, PolicyState, SocksFlow, SocksHook};
+use spec::{exact_match, parse_spec, spec_matches};
 
 /// Most flows listed one by one in a handover request; beyond it one wildcard entry moves
 /// every flow of the host.
@@ -106,47 +112,6 @@ struct Mobile {
     /// How long the last new flows waited for classification and placement, µs.
     placement_us: std::collections::VecDeque<u64>,
     placements: u64,
-}
-
-/// The policy engine and the classifier that feeds it.
-struct PolicyState {
-    engine: PolicyEngine,
-    classifier: Option<appclass::Classifier>,
-    path: std::path::PathBuf,
-}
-
-#[derive(Debug, Clone)]
-struct FlowInfo {
-    app: Option<String>,
-    class: String,
-}
-
-/// A flow the SOCKS proxy opened for an application.
-type SocksFlow = (socks::Proto, SocketAddr, SocketAddr, String);
-
-/// Hands the proxy's flows to the control thread, and names clients that give no SOCKS user
-/// name by the process owning their connection (its own classifier: the proxy's threads
-/// must not wait for the control thread).
-struct SocksHook {
-    tx: Sender<SocksFlow>,
-    classifier: std::sync::Mutex<Option<appclass::Classifier>>,
-}
-
-impl socks::FlowHook for SocksHook {
-    fn register(&self, proto: socks::Proto, local: SocketAddr, remote: SocketAddr, app: &str) {
-        let _ = self.tx.send((proto, local, remote, app.to_owned()));
-    }
-
-    fn app_of_client(&self, client: SocketAddr, proxy: SocketAddr) -> Option<String> {
-        let mut g = self.classifier.lock().ok()?;
-        let c = g.as_mut()?;
-        c.classify(&appclass::Flow {
-            proto: appclass::Proto::Tcp,
-            src: client,
-            dst: proxy,
-        })
-        .map(|a| a.name)
-    }
 }
 
 /// A tunnel that carried data this recently is probed at the fast pace, so that a silent
@@ -895,224 +860,6 @@ impl Mobile {
         }
     }
 
-    /// An aware application's flow (upmt-api), announced before its first packet.
-    fn register_flow(
-        &mut self,
-        now: Instant,
-        proto: &str,
-        src_port: u16,
-        dst: SocketAddr,
-        app: &str,
-    ) -> Result<(), String> {
-        if self.policy.is_none() {
-            return Err("no policy configured (`policy` in mobile.toml)".into());
-        }
-        appclass::cgroup::validate_app_name(app).map_err(|e| e.to_string())?;
-        let proto = match proto {
-            "tcp" => socks::Proto::Tcp,
-            "udp" => socks::Proto::Udp,
-            p => return Err(format!("unknown protocol {p:?} (tcp or udp)")),
-        };
-        let vipa = self.vipa.ok_or("not associated yet")?;
-        let local = SocketAddr::new(IpAddr::V4(vipa), src_port);
-        self.on_socks_flow(now, proto, local, dst, app.to_owned());
-        Ok(())
-    }
-
-    fn policy_document(&self) -> serde_json::Value {
-        let Some(ps) = &self.policy else {
-            return serde_json::Value::Null;
-        };
-        let decisions: serde_json::Map<String, serde_json::Value> = ps
-            .engine
-            .decisions()
-            .into_iter()
-            .map(|(class, d)| (class.to_owned(), decision_json(d)))
-            .collect();
-        serde_json::json!({
-            "file": ps.path.display().to_string(),
-            "decisions": decisions,
-            "realtime_paths": ps.engine.realtime_paths(),
-        })
-    }
-
-    /// Reads the policy file again; a bad file is refused and the running policy stays.
-    fn reload_policy(&mut self, now: Instant) -> Result<(), String> {
-        let known: Vec<String> = self.cfg.interfaces.iter().map(|i| i.name.clone()).collect();
-        let known: Vec<&str> = known.iter().map(String::as_str).collect();
-        let Some(ps) = self.policy.as_mut() else {
-            return Err("no policy configured (`policy` in mobile.toml)".into());
-        };
-        let p = load_policy(&ps.path, &known).map_err(|e| format!("{e:#}"))?;
-        ps.engine.reload(now, p);
-        tracing::info!(file = %ps.path.display(), "policy reloaded");
-        // Rules may change a flow's class: decide every live flow again.
-        let live: Vec<(FlowKey, Option<String>)> = self
-            .flows
-            .iter()
-            .map(|(k, f)| (*k, f.app.clone()))
-            .collect();
-        for (key, app) in live {
-            self.place(now, key, app, true);
-        }
-        self.apply_policy(now);
-        self.flush(now);
-        Ok(())
-    }
-
-    /// Classifies a new flow (unless `app` is known) and places it by the policy.
-    fn place_new_flow(&mut self, now: Instant, key: FlowKey, app: Option<String>) {
-        let started = Instant::now();
-        let Some(ps) = self.policy.as_mut() else {
-            return;
-        };
-        let app = app.or_else(|| {
-            let flow = classify_flow(&key)?;
-            ps.classifier.as_mut()?.classify(&flow).map(|a| a.name)
-        });
-        self.place(now, key, app, false);
-        if self.placement_us.len() >= 1024 {
-            self.placement_us.pop_front();
-        }
-        self.placement_us
-            .push_back(started.elapsed().as_micros() as u64);
-        self.placements += 1;
-    }
-
-    /// Decides `key`'s placement and puts it there (telling the anchor when an existing
-    /// flow changes tunnel).
-    fn place(&mut self, now: Instant, key: FlowKey, app: Option<String>, existing: bool) {
-        let Some(ps) = self.policy.as_mut() else {
-            return;
-        };
-        let input = FlowMatchInput {
-            proto: u8::from(key.proto),
-            dst: key.dst,
-            dst_port: key.dst_port,
-        };
-        let placement = ps.engine.decide(now, app.as_deref(), &input);
-        let target = self.target_of(&placement.decision);
-        tracing::debug!(flow = %key, app = ?app, class = %placement.class, decision = ?placement.decision, "flow placed");
-        let before = self.flows.insert(
-            key,
-            FlowInfo {
-                app,
-                class: placement.class,
-            },
-        );
-        let _ = self.engine.handle().send(Command::SetFlow {
-            key,
-            tunnel: Some(target.unwrap_or(dataplane::BLOCKED)),
-        });
-        if existing && before.is_some() {
-            if let Some(link) = target {
-                self.signal_moves(now, link, &[key]);
-            }
-        }
-    }
-
-    /// The data-plane tunnel of a policy decision (`None`: hold the flow back).
-    fn target_of(&self, d: &Decision) -> Option<u32> {
-        match d {
-            Decision::Tunnel(iface) => self
-                .tunnels
-                .values()
-                .find(|t| &t.iface == iface && t.usable())
-                .map(|t| t.link),
-            Decision::Wait => None,
-        }
-    }
-
-    /// Feeds the paths' state to the policy and carries out the moves it decides.
-    fn apply_policy(&mut self, now: Instant) {
-        // At start, let every tunnel answer once (or 3 s pass) before the policy sees the
-        // paths: otherwise the first path to answer wins and the preferred one would have
-        // to wait out the hold-down.
-        let settling = self.cfg.interfaces.iter().any(|i| {
-            !self.tunnels.values().any(|t| {
-                t.iface == i.name
-                    && t.phase == TunnelPhase::Ready
-                    && t.probe.state() != PathState::Probing
-            })
-        });
-        if settling && now.duration_since(self.epoch) < STARTUP_SETTLE {
-            return;
-        }
-        let Some(ps) = self.policy.as_mut() else {
-            return;
-        };
-        for i in &self.cfg.interfaces {
-            let q = self
-                .tunnels
-                .values()
-                .find(|t| t.iface == i.name && t.phase == TunnelPhase::Ready)
-                .map(|t| t.probe.quality());
-            ps.engine.set_path(now, &i.name, q);
-        }
-        let moves = ps.engine.reevaluate(now);
-        for mv in moves {
-            tracing::info!(app = %mv.app, from = ?mv.from, to = ?mv.to, "policy move");
-            let target = self.target_of(&mv.to);
-            let keys: Vec<FlowKey> = self
-                .flows
-                .iter()
-                .filter(|(_, f)| f.class == mv.app)
-                .map(|(k, _)| *k)
-                .collect();
-            if keys.is_empty() {
-                continue;
-            }
-            let set = keys
-                .iter()
-                .map(|k| (*k, Some(target.unwrap_or(dataplane::BLOCKED))))
-                .collect();
-            let _ = self.engine.handle().send(Command::SetFlows(set));
-            if let Some(link) = target {
-                self.signal_moves(now, link, &keys);
-            }
-        }
-    }
-
-    /// Forgets flows the data plane no longer has (expired), every 10 s.
-    fn sweep_flows(&mut self, now: Instant) {
-        if self.flows.is_empty()
-            || now.duration_since(self.last_flow_sweep) < Duration::from_secs(10)
-        {
-            return;
-        }
-        self.last_flow_sweep = now;
-        let live: std::collections::HashSet<FlowKey> = self
-            .engine
-            .handle()
-            .stats()
-            .flows
-            .iter()
-            .map(|f| f.key)
-            .collect();
-        self.flows.retain(|k, _| live.contains(k));
-    }
-
-    fn on_socks_flow(
-        &mut self,
-        now: Instant,
-        proto: socks::Proto,
-        local: SocketAddr,
-        remote: SocketAddr,
-        app: String,
-    ) {
-        let key = FlowKey {
-            proto: match proto {
-                socks::Proto::Tcp => wire::IpProtocol::Tcp,
-                socks::Proto::Udp => wire::IpProtocol::Udp,
-            },
-            src: local.ip(),
-            dst: remote.ip(),
-            src_port: local.port(),
-            dst_port: remote.port(),
-        };
-        self.place_new_flow(now, key, Some(app));
-    }
-
     fn manual_handover(
         &mut self,
         now: Instant,
@@ -1248,58 +995,6 @@ impl Mobile {
             placement: self.placement_summary(),
         }
     }
-
-    fn placement_summary(&self) -> Option<crate::status::Placement> {
-        if self.placement_us.is_empty() {
-            return None;
-        }
-        let mut v: Vec<u64> = self.placement_us.iter().copied().collect();
-        v.sort_unstable();
-        let at = |p: f64| {
-            v.get(((v.len() - 1) as f64 * p).round() as usize)
-                .copied()
-                .unwrap_or(0)
-        };
-        Some(crate::status::Placement {
-            flows: self.placements,
-            p50_us: at(0.5),
-            p99_us: at(0.99),
-            max_us: v.last().copied().unwrap_or(0),
-        })
-    }
-}
-
-fn decision_json(d: &Decision) -> serde_json::Value {
-    match d {
-        Decision::Tunnel(i) => serde_json::Value::from(i.as_str()),
-        Decision::Wait => serde_json::Value::from("wait"),
-    }
-}
-
-/// Reads and checks a policy file against the configured interfaces.
-fn load_policy(path: &std::path::Path, known: &[&str]) -> Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading policy {}", path.display()))?;
-    let p = Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if !known.is_empty() {
-        p.check_interfaces(known)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    }
-    Ok(p)
-}
-
-/// The classifier's view of a flow (TCP and UDP only: sock_diag has no ICMP lookup).
-fn classify_flow(k: &FlowKey) -> Option<appclass::Flow> {
-    let proto = match k.proto {
-        wire::IpProtocol::Tcp => appclass::Proto::Tcp,
-        wire::IpProtocol::Udp => appclass::Proto::Udp,
-        _ => return None,
-    };
-    Some(appclass::Flow {
-        proto,
-        src: SocketAddr::new(k.src, k.src_port),
-        dst: SocketAddr::new(k.dst, k.dst_port),
-    })
 }
 
 fn sock(ip: IpAddr, port: u16) -> String {
@@ -1315,70 +1010,6 @@ fn proto_name(p: wire::IpProtocol) -> String {
     }
 }
 
-/// The exact 5-tuple match of a flow, for a handover request (IPv4 TCP/UDP/ICMP only).
-fn exact_match(k: &FlowKey) -> Option<FlowMatch> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (k.src, k.dst) else {
-        return None;
-    };
-    let proto = match k.proto {
-        wire::IpProtocol::Tcp => Proto::Tcp,
-        wire::IpProtocol::Udp => Proto::Udp,
-        wire::IpProtocol::Icmp => Proto::Icmp,
-        _ => return None,
-    };
-    Some(FlowMatch {
-        proto: Some(proto),
-        src: Some(src),
-        sport: Some(k.src_port),
-        dst: Some(signaling_proto::pool::Ipv4Cidr { addr: dst, len: 32 }),
-        dport: Some(k.dst_port),
-    })
-}
-
-/// A flow spec for `upmt handover --flow`: `[tcp|udp|icmp] [ADDR][:PORT]`, e.g.
-/// `udp 198.18.3.1:5001`, `tcp :80`, `198.18.3.1`.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Spec {
-    proto: Option<wire::IpProtocol>,
-    dst: Option<Ipv4Addr>,
-    dport: Option<u16>,
-}
-
-fn parse_spec(s: &str) -> Result<Spec, String> {
-    let mut spec = Spec::default();
-    for word in s.split_whitespace() {
-        match word {
-            "tcp" => spec.proto = Some(wire::IpProtocol::Tcp),
-            "udp" => spec.proto = Some(wire::IpProtocol::Udp),
-            "icmp" => spec.proto = Some(wire::IpProtocol::Icmp),
-            w => {
-                let (a, p) = match w.rsplit_once(':') {
-                    Some((a, p)) => (a, Some(p)),
-                    None => (w, None),
-                };
-                if !a.is_empty() {
-                    spec.dst = Some(a.parse().map_err(|_| format!("bad address `{a}`"))?);
-                }
-                if let Some(p) = p {
-                    spec.dport = Some(p.parse().map_err(|_| format!("bad port `{p}`"))?);
-                }
-            }
-        }
-    }
-    if spec == Spec::default() {
-        return Err(format!(
-            "`{s}` selects no flow (e.g. `udp 198.18.3.1:5001`)"
-        ));
-    }
-    Ok(spec)
-}
-
-fn spec_matches(s: &Spec, k: &FlowKey) -> bool {
-    s.proto.is_none_or(|p| p == k.proto)
-        && s.dst.is_none_or(|d| IpAddr::V4(d) == k.dst)
-        && s.dport.is_none_or(|p| p == k.dst_port)
-}
-
 /// A UDP socket bound to an interface (`SO_BINDTODEVICE`), so signalling leaves by that
 /// access network and never through the TUN.
 fn bound_udp(iface: &str) -> Result<UdpSocket> {
@@ -1387,32 +1018,4 @@ fn bound_udp(iface: &str) -> Result<UdpSocket> {
         .with_context(|| format!("SO_BINDTODEVICE {iface}"))?;
     s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
     Ok(s.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn specs() {
-        assert_eq!(
-            parse_spec("udp 198.18.3.1:5001").unwrap(),
-            Spec {
-                proto: Some(wire::IpProtocol::Udp),
-                dst: Some(Ipv4Addr::new(198, 18, 3, 1)),
-                dport: Some(5001)
-            }
-        );
-        assert_eq!(
-            parse_spec("tcp :80").unwrap(),
-            Spec {
-                proto: Some(wire::IpProtocol::Tcp),
-                dst: None,
-                dport: Some(80)
-            }
-        );
-        assert!(parse_spec("").is_err());
-        assert!(parse_spec("udp 1.2.3:80").is_err());
-        assert!(parse_spec("udp 1.2.3.4:99999").is_err());
-    }
 }
