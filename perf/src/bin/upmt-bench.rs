@@ -1,0 +1,66 @@
+//! `upmt-bench`: the UPMT benchmark harness (issue 8).
+//!
+//! ```text
+//! upmt-bench handover [--quick] [--repeats N] [--json FILE] [--svg FILE] [--prefix P]
+//! ```
+//! `handover` builds a reference testbed of its own (`scripts/testbed.sh`, unique prefix,
+//! removed at the end even on error), starts UPMT, and runs the handover scenarios with a
+//! 1 ms UDP echo probe and a bulk TCP flow across each event. See docs/benchmarks/harness.md.
+//!
+//! `probe` is internal: the probe sender the harness runs inside the mobile host's
+//! namespace; it prints the trace as JSON.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "upmt-bench", about = "UPMT benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Handover scenarios through UPMT (needs root).
+    Handover(harness::handover::Options),
+    /// Internal: send a constant-rate UDP probe to an echo server and print the trace.
+    #[command(hide = true)]
+    Probe {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        interval_us: u64,
+        #[arg(long, default_value_t = 5000)]
+        duration_ms: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Handover(o) => harness::handover::main(&o),
+        Cmd::Probe {
+            to,
+            interval_us,
+            duration_ms,
+        } => harness::probe::run(
+            to,
+            Duration::from_micros(interval_us),
+            Duration::from_millis(duration_ms),
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|t| {
+            serde_json::to_writer(std::io::stdout().lock(), &t).map_err(anyhow::Error::from)
+        }),
+    };
+    if let Err(e) = result {
+        eprintln!("upmt-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
