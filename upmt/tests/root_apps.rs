@@ -196,6 +196,24 @@ fn wlan_down_video_moves_backup_waits_and_resumes() {
         ],
         "video.log",
     );
+    // A steady backup stream too: its packets during the outage are held back and counted.
+    let backup_udp = run_as(
+        &tb,
+        "backup",
+        &[
+            "iperf3",
+            "-c",
+            "198.18.3.1",
+            "-p",
+            "5203",
+            "-u",
+            "-b",
+            "1M",
+            "-t",
+            "6",
+        ],
+        "backup-udp.log",
+    );
     std::thread::sleep(Duration::from_millis(1500));
     tb.ok(&["link", "wlan0", "down"]);
     tb.wait_for("video to move to umts0", 5, || {
@@ -212,7 +230,13 @@ fn wlan_down_video_moves_backup_waits_and_resumes() {
         "{}",
         s["drops"]
     );
+    let u = flows(&tb)
+        .into_iter()
+        .find(|f| f["dst"] == "198.18.3.1:5203" && f["proto"] == "udp")
+        .expect("backup's UDP flow");
+    assert!(u["iface"].is_null(), "backup must wait, not ride {u}");
     tb.ok(&["link", "wlan0", "up"]);
+    let _ = backup_udp.wait_with_output();
     // backup resumes on wlan0 and completes whole; video's TCP never broke.
     finish_download(&tb, backup, &out, &blob);
     let o = video.wait_with_output().unwrap();
