@@ -8,7 +8,8 @@
 //! errors translated as a NAT must (RFC 5508, [`rewrite`]), ICMP "fragmentation needed" /
 //! "packet too big" generation for path MTU discovery through the tunnel
 //! ([`icmpv4::emit_frag_needed`], [`icmpv6::emit_packet_too_big`]), and the UPMT tunnel
-//! payload framing ([`tunnel`]).
+//! payload framing ([`tunnel`]), and the TUN offloads done in user space: `virtio_net_hdr`,
+//! TCP segmentation of TUN super-packets and TCP coalescing for TUN writes ([`offload`]).
 //!
 //! It does **not** do I/O, keep state, allocate on the per-packet path, reassemble fragments or
 //! validate anything beyond what a header says about itself. `unsafe` is forbidden.
@@ -79,6 +80,7 @@ pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod offload;
 mod protocol;
 pub mod rewrite;
 pub mod tcp;
