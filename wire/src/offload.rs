@@ -632,7 +632,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             .ok_or(Error::BufferTooSmall)?;
         dst.copy_from_slice(payload);
         self.used += payload.len();
-        if let Some(f) = self.count.checked_sub(1).and_then(|i| self.frames.get_mut(i)) {
+        if let Some(f) = self
+            .count
+            .checked_sub(1)
+            .and_then(|i| self.frames.get_mut(i))
+        {
             f.len += payload.len();
         }
         o.segs += 1;
@@ -698,11 +702,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             csum_start: o.l4 as u16,
             csum_offset: TCP_CSUM_OFFSET as u16,
         };
-        if let Some(h) = self
-            .arena
-            .as_mut()
-            .get_mut(o.start - VNET_HDR_LEN..o.start)
-        {
+        if let Some(h) = self.arena.as_mut().get_mut(o.start - VNET_HDR_LEN..o.start) {
             let _ = hdr.emit(h);
         }
     }
@@ -771,7 +771,12 @@ mod tests {
         assert_eq!(h.emit(&mut [0u8; 9]), Err(Error::BufferTooSmall));
         let (h2, rest) = VirtioNetHdr::split(&b).unwrap();
         assert_eq!((h2, rest.len()), (h, 0));
-        for (v, g) in [(0, Gso::None), (3, Gso::Udp), (4, Gso::TcpV6), (5, Gso::UdpL4)] {
+        for (v, g) in [
+            (0, Gso::None),
+            (3, Gso::Udp),
+            (4, Gso::TcpV6),
+            (5, Gso::UdpL4),
+        ] {
             let h = VirtioNetHdr {
                 gso_type: v,
                 ..VirtioNetHdr::default()

@@ -166,6 +166,10 @@ struct Run {
     tcp_pre_event_mbps: Option<f64>,
     tcp_recovery_ms: Option<f64>,
     tcp_intervals: usize,
+    /// Where the mobile host had the flows (proto:iface) before the event and 0.5 s after
+    /// its last step.
+    flows_before: Vec<String>,
+    flows_after: Vec<String>,
 }
 
 /// Median figures of a scenario.
@@ -255,6 +259,41 @@ fn both_up(up: &[String]) -> bool {
     up.iter().any(|i| i == "wlan0") && up.iter().any(|i| i == "umts0")
 }
 
+/// The interfaces the mobile host has the run's flows on (probe and TCP flow to the
+/// correspondent host), e.g. `["udp:wlan0", "tcp:wlan0"]`.
+fn flow_ifaces(tb: &Testbed) -> Vec<String> {
+    let Ok(out) = tb.upmt(&["status", "--json"]) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) else {
+        return Vec::new();
+    };
+    let ports = [format!("{CH}:{ECHO_PORT}"), format!("{CH}:{IPERF_PORT}")];
+    let mut r: Vec<String> = v
+        .get("flows")
+        .and_then(|f| f.as_array())
+        .map(|fs| {
+            fs.iter()
+                .filter(|f| {
+                    f.get("dst")
+                        .and_then(|d| d.as_str())
+                        .is_some_and(|d| ports.iter().any(|p| p == d))
+                })
+                .map(|f| {
+                    format!(
+                        "{}:{}",
+                        f.get("proto").and_then(|p| p.as_str()).unwrap_or("?"),
+                        f.get("iface").and_then(|i| i.as_str()).unwrap_or("none")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    r.sort();
+    r.dedup();
+    r
+}
+
 fn run_step(tb: &Testbed, args: &[&str]) -> Result<()> {
     match args.split_first() {
         Some((&"upmt", rest)) => tb.upmt(rest).map(|_| ()),
@@ -337,6 +376,14 @@ fn run_once(
     let probe = spawn_piped(probe)?;
 
     let t0 = Instant::now();
+    // New flows follow the policy, which an earlier run's handover may have changed: move
+    // this run's flows onto wlan0 (not in link-up, where wlan0 is down) before the event.
+    sleep(Duration::from_millis(250));
+    if sc != Scenario::LinkUp {
+        tb.upmt(&["handover", "--all", "--to", "wlan0"])?;
+    }
+    sleep(Duration::from_millis(100));
+    let flows_before = flow_ifaces(tb);
     let mut events = Vec::new();
     let mut step_err = None;
     for s in &steps {
@@ -352,6 +399,8 @@ fn run_once(
             break;
         }
     }
+    sleep(Duration::from_millis(500));
+    let flows_after = flow_ifaces(tb);
     let probe_out = probe.wait_with_output().context("waiting for the probe")?;
     let iperf_out = iperf.wait_with_output().context("waiting for iperf3")?;
     let rto1 = tb.tcp_timeouts().ok();
@@ -398,10 +447,9 @@ fn run_once(
         tcp_pre_event_mbps,
         tcp_recovery_ms,
         tcp_intervals: intervals.len(),
+        flows_before,
+        flows_after,
     };
-    let mut trace = trace;
-    // Keep the event labels with the trace for the timeline (not serialised).
-    trace.arrivals.shrink_to_fit();
     Ok((run, trace))
 }
 
@@ -561,7 +609,9 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
             );
             let (run, trace) = run_once(&tb, &exe, *sc, r, &timing, &opts.tcp_rate)?;
             eprintln!(
-                "interruption {:.1} ms, lost {}, retr {}, RTO {}, recovery {}",
+                "flows {} -> {}: interruption {:.1} ms, lost {}, retr {}, RTO {}, recovery {}",
+                run.flows_before.join(","),
+                run.flows_after.join(","),
                 run.probe.interruption_ms,
                 run.probe.lost,
                 run.tcp_retransmits.map_or("-".into(), |v| v.to_string()),

@@ -128,11 +128,11 @@ impl Testbed {
         Ok(())
     }
 
-    /// The mobile host's `TcpTimeouts` counter (`nstat -az`).
+    /// The mobile host's `TcpExtTCPTimeouts` counter (RTOs) (`nstat -az`).
     pub(crate) fn tcp_timeouts(&self) -> Result<u64> {
         let out = self
             .cmd("mh", Path::new("nstat"))
-            .args(["-az", "TcpTimeouts"])
+            .args(["-az", "TcpExtTCPTimeouts"])
             .output()
             .context("running nstat")?;
         let out = check(out, "nstat")?;
@@ -140,11 +140,11 @@ impl Testbed {
         text.lines()
             .find_map(|l| {
                 let mut f = l.split_whitespace();
-                (f.next() == Some("TcpTimeouts"))
+                (f.next() == Some("TcpExtTCPTimeouts"))
                     .then(|| f.next().and_then(|v| v.parse().ok()))
                     .flatten()
             })
-            .context("no TcpTimeouts in nstat's output")
+            .context("no TcpExtTCPTimeouts in nstat's output")
     }
 
     /// Takes the testbed down now (also what `Drop` does).
