@@ -723,6 +723,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             .filter_map(move |f| arena.get(f.start..f.start + f.len))
     }
 
+    /// Where the finished frames lie in the arena, in push order (the same frames as
+    /// [`frames`](Self::frames), as byte ranges: for writes submitted asynchronously from the
+    /// arena after the coalescer is gone).
+    pub fn frame_ranges(&self) -> impl Iterator<Item = core::ops::Range<usize>> + '_ {
+        let n = self.count - usize::from(self.open.is_some());
+        let len = self.arena.as_ref().len();
+        self.frames
+            .iter()
+            .take(n)
+            .map(|f| f.start..f.start + f.len)
+            .filter(move |r| r.end <= len)
+    }
+
     /// Number of frames (the open one included).
     pub fn len(&self) -> usize {
         self.count
