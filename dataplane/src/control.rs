@@ -63,6 +63,24 @@ pub struct EngineConfig {
     /// Open the TUN with `IFF_VNET_HDR` (each packet carries a 10-byte virtio_net_hdr, which
     /// the engine skips on read and writes zeroed on write). Default off.
     pub vnet_hdr: bool,
+    /// Offloads (issue 9): the TUN opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD CSUM | TSO4
+    /// | TSO6`, so TCP senders hand the engine 64 KB super-packets; those are segmented in
+    /// user space (`wire::offload::segment`) and sent with one `UDP_SEGMENT` (UDP GSO)
+    /// `sendmsg` on io_uring; tunnel sockets receive with `UDP_GRO`, and the datagrams of one
+    /// receive are decapsulated, NATed and coalesced (`wire::offload::Coalescer`) into
+    /// super-packets for one TUN write each. Every part falls back on its own when the kernel
+    /// refuses it (logged once, counted in `offload_fallbacks`). io_uring backend only: with
+    /// the fallback backend it is off. Implies `vnet_hdr`. Default off here; `upmt` turns it
+    /// on.
+    pub offload: bool,
+    /// Buffers per buffer ring when `offload` is on (power of two; each buffer holds a 64 KB
+    /// super-packet, so the default `buffers` would cost too much memory).
+    pub offload_buffers: u16,
+    /// Out buffers per shard when `offload` is on (128 KB each: segmentation output and
+    /// coalescing arenas while their sends and writes are in flight).
+    pub offload_out_buffers: u16,
+    /// Fault injection for the offload fallback tests.
+    pub offload_faults: OffloadFaults,
     /// Mobile: how long the first packets of a new flow wait for the control side's
     /// `SetFlow` before following the default rule. `None`: no wait.
     pub new_flow_wait: Option<Duration>,
@@ -106,6 +124,10 @@ impl EngineConfig {
             tun_queue_len: Some(4096),
             buffer_size: 2048,
             vnet_hdr: false,
+            offload: false,
+            offload_buffers: 128,
+            offload_out_buffers: 32,
+            offload_faults: OffloadFaults::default(),
             new_flow_wait: None,
             new_flow_hold: 64,
             answer_keepalives: mode == Mode::Anchor,
@@ -114,6 +136,18 @@ impl EngineConfig {
             nat: Arc::new(KernelNat),
         }
     }
+}
+
+/// Makes the kernel refuse offloads, to exercise the fallbacks with real errors (tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OffloadFaults {
+    /// Ask `TUNSETOFFLOAD` for an invalid flag set first (`USO4` alone: `EINVAL`), so the
+    /// engine runs with the vnet header but without TSO.
+    pub refuse_tun_offload: bool,
+    /// Make the first UDP GSO send of each socket ask for segments of 8 bytes, which the
+    /// kernel refuses (`EINVAL`: more than its segment limit), so that socket falls back to
+    /// one datagram per segment.
+    pub fail_gso_send: bool,
 }
 
 /// The anchor's NAT, called in place on the per-packet path (must not block or lock).

@@ -48,6 +48,10 @@ pub enum EngineError {
     Panicked,
 }
 
+/// Buffer size with offloads: a 64 KB super-packet plus the vnet header (TUN reads), or a
+/// 64 KB `UDP_GRO` receive plus the recvmsg prefix (net receives).
+const OFFLOAD_BUFFER_SIZE: usize = 65_536 + 1_024;
+
 /// Messages from the relay to one shard (followed by an eventfd wake-up).
 #[derive(Debug)]
 pub(crate) enum ShardMsg {
@@ -191,7 +195,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens the TUN queues (and, at the anchor, the tunnel port sockets), spawns one pinned
     /// thread per shard and the command relay thread.
-    pub fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
+    pub fn start(mut cfg: EngineConfig) -> Result<Engine, EngineError> {
         if !cfg.buffers.is_power_of_two() || cfg.buffers < 8 {
             return Err(EngineError::Config(
                 "buffers must be a power of two >= 8".into(),
@@ -228,6 +232,20 @@ impl Engine {
             }
         };
         let nonblocking = backend == Backend::Poll;
+        if cfg.offload && backend == Backend::Poll {
+            tracing::info!("offloads need the io_uring backend: running without them");
+            cfg.offload = false;
+        }
+        if cfg.offload {
+            if !cfg.offload_buffers.is_power_of_two() || cfg.offload_buffers < 8 {
+                return Err(EngineError::Config(
+                    "offload_buffers must be a power of two >= 8".into(),
+                ));
+            }
+            cfg.vnet_hdr = true;
+            cfg.buffers = cfg.offload_buffers;
+            cfg.buffer_size = cfg.buffer_size.max(OFFLOAD_BUFFER_SIZE);
+        }
         let mut tuns = Vec::with_capacity(n);
         for _ in 0..n {
             let opts = sys::tun::TunOptions {
@@ -241,6 +259,27 @@ impl Engine {
                     source,
                 })?,
             );
+        }
+        // TSO on the TUN (the device's features: once is enough). Refused: the vnet header
+        // stays (coalesced writes still work), reads are single packets.
+        let mut tso = false;
+        let mut fallbacks = 0;
+        if let (true, Some(q)) = (cfg.offload, tuns.first()) {
+            let first = if cfg.offload_faults.refuse_tun_offload {
+                sys::tun::set_offload(q, sys::tun::TUN_F_USO4)
+            } else {
+                sys::tun::set_offload(
+                    q,
+                    sys::tun::TUN_F_CSUM | sys::tun::TUN_F_TSO4 | sys::tun::TUN_F_TSO6,
+                )
+            };
+            match first {
+                Ok(()) => tso = true,
+                Err(e) => {
+                    tracing::warn!(tun = %cfg.tun_name, "TUN refused TSO offload ({e}): segmentation offload off, coalescing stays on");
+                    fallbacks += 1;
+                }
+            }
         }
         if let Some(q) = cfg.tun_queue_len {
             sys::tun::set_txqueuelen(&cfg.tun_name, q).map_err(|source| EngineError::Tun {
@@ -260,16 +299,25 @@ impl Engine {
                     buffer_bytes: cfg.socket_buffer,
                     device: None,
                     nonblocking,
+                    gro: cfg.offload,
                 };
-                let fd = sys::udp::bind(addr, &opts)
+                let s = sys::udp::bind_socket(addr, &opts)
                     .map_err(|source| EngineError::Socket { addr, source })?;
-                listens.push(Arc::new(fd));
+                if cfg.offload && !s.gro {
+                    tracing::warn!(%addr, "UDP_GRO refused: datagrams are received one by one");
+                }
+                listens.push(Arc::new(s.fd));
             }
         }
         let tables = Arc::new(Tables::new(cfg.paft_capacity));
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(cfg.event_capacity.max(1));
         let stats: Vec<Arc<ShardStats>> = (0..n).map(|_| Arc::new(ShardStats::default())).collect();
+        if let Some(s) = stats.first() {
+            s.offload
+                .fallbacks
+                .fetch_add(fallbacks, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut links = ShardLinks(Vec::with_capacity(n));
         let mut shards = Vec::with_capacity(n);
         for (i, tun) in tuns.into_iter().enumerate() {
@@ -341,7 +389,7 @@ impl Engine {
             .name("upmt-dp-control".into())
             .spawn(move || relay.run(cmd_rx))
             .map_err(EngineError::Spawn)?;
-        tracing::info!(shards = n, ?backend, mode = ?cfg.mode, tun = %cfg.tun_name, "data plane started");
+        tracing::info!(shards = n, ?backend, mode = ?cfg.mode, tun = %cfg.tun_name, offload = cfg.offload, tso, "data plane started");
         Ok(Engine {
             handle: EngineHandle {
                 commands: cmd_tx,
@@ -441,8 +489,13 @@ impl Relay {
                     buffer_bytes: self.cfg.socket_buffer,
                     device,
                     nonblocking: self.nonblocking,
+                    gro: self.cfg.offload,
                 };
-                let fd = sys::udp::bind(local, &opts)?;
+                let s = sys::udp::bind_socket(local, &opts)?;
+                if self.cfg.offload && !s.gro {
+                    tracing::warn!(%local, "UDP_GRO refused: datagrams are received one by one");
+                }
+                let fd = s.fd;
                 sys::udp::connect(&fd, remote)?;
                 let bound = sys::udp::local_addr(&fd)?;
                 let t = self.tables.add_tunnel(Tunnel::new(

@@ -65,6 +65,11 @@ impl Forwarder {
         let Some(key) = pkt::flow_key(pkt) else {
             return TunVerdict::Drop(DropReason::Malformed);
         };
+        // RFC 4291 2.5.6: "Routers must not forward any packets with Link-Local source or
+        // destination addresses to other links." The TUN is the link; the tunnel is not.
+        if link_scoped(&key.src) || link_scoped(&key.dst) {
+            return TunVerdict::Drop(DropReason::LinkLocal);
+        }
         match self.tables.route(&key, pkt.len()) {
             Route::Tunnel(t) => match self.usable(t) {
                 Some(tun) => TunVerdict::Send(tun),
@@ -266,6 +271,17 @@ impl Forwarder {
     }
 }
 
+/// IPv6 link-local unicast (fe80::/10) or link-local-scope multicast (ff02::/16).
+fn link_scoped(a: &std::net::IpAddr) -> bool {
+    match a {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xffc0) == 0xfe80 || (s & 0xff0f) == 0xff02
+        }
+        std::net::IpAddr::V4(_) => false,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -348,6 +364,24 @@ pub(crate) mod tests {
         assert!(matches!(
             f.on_tun(&mut bad, Instant::now()),
             TunVerdict::Drop(DropReason::Malformed)
+        ));
+        // The kernel's router solicitation on the TUN (fe80:: -> ff02::2, ICMPv6 133) stays
+        // on its link.
+        let mut rs = vec![0u8; 48];
+        rs[0] = 0x60;
+        rs[4..6].copy_from_slice(&8u16.to_be_bytes());
+        rs[6] = 58;
+        rs[7] = 255;
+        rs[8] = 0xfe;
+        rs[9] = 0x80;
+        rs[23] = 1;
+        rs[24] = 0xff;
+        rs[25] = 0x02;
+        rs[39] = 2;
+        rs[40] = 133;
+        assert!(matches!(
+            f.on_tun(&mut rs, Instant::now()),
+            TunVerdict::Drop(DropReason::LinkLocal)
         ));
     }
 

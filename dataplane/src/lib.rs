@@ -60,10 +60,14 @@ mod tables;
 #[allow(unsafe_code)]
 pub mod sys;
 
-pub use control::{Backend, Command, EngineConfig, Event, KernelNat, Mode, Napt, NatHook};
+pub use control::{
+    Backend, Command, EngineConfig, Event, KernelNat, Mode, Napt, NatHook, OffloadFaults,
+};
 pub use engine::{Engine, EngineError, EngineHandle};
 pub use pkt::{control_frame, ControlKind, FlowKey, CONTROL_HEADER_LEN, KEEPALIVE_BODY_LEN};
-pub use stats::{DropReason, FlowSnapshot, ShardSnapshot, StatsSnapshot, TunnelSnapshot};
+pub use stats::{
+    DropReason, FlowSnapshot, OffloadSnapshot, ShardSnapshot, StatsSnapshot, TunnelSnapshot,
+};
 pub use tables::{shard_for, HostId, TunnelId, TunnelState, BLOCKED};
 
 /// Bench-only access to the per-packet path (not a stable API).

@@ -9,12 +9,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wire::offload::{self, Coalescer, Gso, Pushed, VirtioNetHdr};
+
 use crate::engine::{hold_timeout, Held, ShardCtx, ShardMsg};
-use crate::forward::{NetVerdict, TunVerdict};
-use crate::stats::DropReason;
+use crate::forward::{Forwarder, NetVerdict, TunVerdict};
+use crate::stats::{DropReason, ShardStats};
 use crate::sys::tun::VNET_HDR_LEN;
-use crate::sys::uring::{parse_recv, Op, UringIo};
+use crate::sys::uring::{parse_recv_gro, Op, Received, UringIo, OUT_BUF_LEN, OUT_MAX_SENDS};
 use crate::tables::{Tunnel, TunnelSocket};
+
+/// Most bytes one UDP GSO send may carry (the largest UDP payload over IPv4).
+const GSO_MAX_BYTES: usize = 65_507;
+/// Most segments one UDP GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` is 128 on
+/// recent kernels, 64 on older ones).
+const GSO_MAX_SEGS: usize = 64;
 
 /// Token of the shared tunnel-port socket (others are tunnel ids).
 const LISTEN: u32 = u32::MAX;
@@ -24,6 +32,23 @@ struct Sock {
     tunnel: Option<Arc<Tunnel>>,
     armed: bool,
     removed: bool,
+}
+
+/// What one shard knows and keeps for the offloads (issue 9).
+struct Offload {
+    /// Offloads on (`cfg.offload`): TUN packets carry a vnet header that may be GSO.
+    on: bool,
+    /// Sockets whose GSO sends the kernel refused: one datagram per segment from now on.
+    no_gso: hashbrown::HashSet<RawFd>,
+    /// Fault injection: sockets that already got their failing GSO send.
+    faulted: hashbrown::HashSet<RawFd>,
+    fail_gso: bool,
+    /// Per out buffer: the socket and tunnel of its sends (kept alive while in flight).
+    out_dest: Vec<Option<(RawFd, Arc<Tunnel>)>>,
+    /// Synchronous fallback memory (no out buffer free, or a super-packet too big for one).
+    scratch: Vec<u8>,
+    /// Frame ranges of one coalescer, reused.
+    frames: Vec<std::ops::Range<usize>>,
 }
 
 pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
@@ -36,7 +61,21 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         fwd,
         cfg,
     } = ctx;
-    let mut io = UringIo::new(1024, cfg.buffers, cfg.buffer_size)?;
+    let outs = if cfg.offload {
+        cfg.offload_out_buffers
+    } else {
+        0
+    };
+    let mut io = UringIo::new(1024, cfg.buffers, cfg.buffer_size, outs)?;
+    let mut off = Offload {
+        on: cfg.offload,
+        no_gso: hashbrown::HashSet::new(),
+        faulted: hashbrown::HashSet::new(),
+        fail_gso: cfg.offload_faults.fail_gso_send,
+        out_dest: (0..outs).map(|_| None).collect(),
+        scratch: Vec::new(),
+        frames: Vec::with_capacity(offload::MAX_FRAMES),
+    };
     tracing::debug!(shard = index, "io_uring shard running");
     let tun_fd = tun.as_raw_fd();
     let wake_fd = wake.as_raw_fd();
@@ -123,13 +162,17 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                     let n = d.result as usize;
                     let verdict = match io.tun_buf(bid) {
                         Some(buf) if n > vnet && n <= buf.len() => {
-                            fwd.on_tun(&mut buf[vnet..n], now)
+                            match prepare_tun(vnet, &mut buf[..n]) {
+                                Ok(()) => fwd.on_tun(&mut buf[vnet..n], now),
+                                Err(r) => TunVerdict::Drop(r),
+                            }
                         }
                         _ => TunVerdict::Drop(DropReason::Malformed),
                     };
                     match verdict {
                         TunVerdict::Send(t) => send(
                             &mut io,
+                            &mut off,
                             &mut in_flight,
                             &listen,
                             bid,
@@ -147,6 +190,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                         TunVerdict::Hold(key) => match fwd.release(&key, true) {
                             Some(TunVerdict::Send(t)) => send(
                                 &mut io,
+                                &mut off,
                                 &mut in_flight,
                                 &listen,
                                 bid,
@@ -197,7 +241,29 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                     let Some(bid) = d.buffer else { continue };
                     let n = d.result as usize;
                     let Some(buf) = io.net_buf(bid) else { continue };
-                    let (verdict, range, from) = match parse_recv(buf, n) {
+                    let rx = parse_recv_gro(buf, n);
+                    if let Some(Received {
+                        from: Some(from),
+                        payload,
+                        truncated: false,
+                        gro: Some(g),
+                    }) = &rx
+                    {
+                        if off.on && payload.len() > usize::from(*g) {
+                            let d = Datagrams {
+                                bid,
+                                from: *from,
+                                payload: payload.clone(),
+                                size: usize::from(*g),
+                                sock_fd,
+                                dedicated,
+                            };
+                            gro_receive(&mut io, &mut off, &fwd, d, tun_fd, now);
+                            continue;
+                        }
+                    }
+                    let (verdict, range, from) = match rx.map(|r| (r.from, r.payload, r.truncated))
+                    {
                         Some((Some(from), range, false)) => {
                             let v = match buf.get_mut(range.clone()) {
                                 Some(p) => fwd.on_net(dedicated, from, p, now),
@@ -305,6 +371,31 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                         // Do not re-arm: the final state needs the wake read ended.
                     }
                 }
+                Op::OutSend(i) => {
+                    let dest = off.out_dest.get_mut(i as usize).and_then(Option::take);
+                    if d.result < 0 {
+                        match (-d.result, dest) {
+                            // The kernel or device refuses GSO on this socket: fall back to
+                            // one datagram per segment for it (these segments are lost; TCP
+                            // recovers them).
+                            (libc::EINVAL | libc::EIO | libc::EOPNOTSUPP, Some((fd, _)))
+                                if !off.no_gso.contains(&fd) =>
+                            {
+                                tracing::warn!(shard = index, fd, error = %io::Error::from_raw_os_error(-d.result), "UDP GSO send refused: this socket sends one datagram per segment from now on");
+                                off.no_gso.insert(fd);
+                                stats.offload.fallbacks.fetch_add(1, Relaxed);
+                            }
+                            _ => stats.drop_packet(DropReason::SendError),
+                        }
+                    }
+                }
+                Op::OutWrite(_) => {
+                    if d.result < 0 {
+                        stats.drop_packet(DropReason::TunWriteError);
+                    } else {
+                        stats.tun_tx.add(d.result as usize);
+                    }
+                }
                 Op::Cancel | Op::Unknown => {}
             }
         }
@@ -318,7 +409,16 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                 None => keep.push_back(h),
                 Some(TunVerdict::Send(t)) => {
                     let (bid, s, e) = h.buf;
-                    send(&mut io, &mut in_flight, &listen, bid, s..e, t, &fwd.stats);
+                    send(
+                        &mut io,
+                        &mut off,
+                        &mut in_flight,
+                        &listen,
+                        bid,
+                        s..e,
+                        t,
+                        &fwd.stats,
+                    );
                 }
                 Some(_) => {
                     stats.drop_packet(DropReason::NoTunnel);
@@ -370,29 +470,69 @@ fn transient(res: i32) -> bool {
     )
 }
 
+/// Readies a TUN read (`buf` = `[vnet header][packet]`, or the packet alone when `vnet` is
+/// 0) for the forwarding decision: a single packet with a partial checksum gets it completed
+/// (before any NAT rewrite, which patches complete checksums only); TCP super-packets stay
+/// as they are (segmentation recomputes every checksum); other GSO kinds are never enabled,
+/// so they are malformed here.
+fn prepare_tun(vnet: usize, buf: &mut [u8]) -> Result<(), DropReason> {
+    if vnet == 0 {
+        return Ok(());
+    }
+    let hdr = VirtioNetHdr::parse(buf).map_err(|_| DropReason::Malformed)?;
+    match hdr.gso() {
+        Gso::None => match buf.get_mut(vnet..) {
+            Some(p) => offload::complete_checksum(&hdr, p).map_err(|_| DropReason::Malformed),
+            None => Err(DropReason::Malformed),
+        },
+        Gso::TcpV4 | Gso::TcpV6 => Ok(()),
+        _ => Err(DropReason::Malformed),
+    }
+}
+
+/// Whether TUN buffer `bid` holds a TCP super-packet (its vnet header says TSO).
+fn is_super(io: &mut UringIo, bid: u16, vnet: usize) -> bool {
+    vnet > 0
+        && io
+            .tun_buf(bid)
+            .and_then(|b| VirtioNetHdr::parse(b).ok())
+            .is_some_and(|h| matches!(h.gso(), Gso::TcpV4 | Gso::TcpV6))
+}
+
+/// The socket (and destination, on the shared tunnel-port socket) a tunnel sends on.
+fn destination(
+    t: &Tunnel,
+    listen: &Option<Arc<std::os::fd::OwnedFd>>,
+) -> Option<(RawFd, Option<std::net::SocketAddr>)> {
+    match &t.socket {
+        // Dedicated sockets are connected to the tunnel's remote (cached route, no name).
+        TunnelSocket::Dedicated(fd) => Some((fd.as_raw_fd(), None)),
+        TunnelSocket::Shared => listen.as_ref().map(|l| (l.as_raw_fd(), Some(t.remote))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn send(
     io: &mut UringIo,
+    off: &mut Offload,
     in_flight: &mut [Option<Arc<Tunnel>>],
     listen: &Option<Arc<std::os::fd::OwnedFd>>,
     bid: u16,
     range: std::ops::Range<usize>,
     t: Arc<Tunnel>,
-    stats: &crate::stats::ShardStats,
+    stats: &ShardStats,
 ) {
-    // Dedicated sockets are connected to the tunnel's remote (cached route, no name).
-    let (fd, to) = match &t.socket {
-        TunnelSocket::Dedicated(fd) => (fd.as_raw_fd(), None),
-        TunnelSocket::Shared => match listen {
-            Some(l) => (l.as_raw_fd(), Some(&t.remote)),
-            None => {
-                stats.drop_packet(DropReason::NoTunnel);
-                io.recycle_tun(bid);
-                return;
-            }
-        },
+    let Some((fd, to)) = destination(&t, listen) else {
+        stats.drop_packet(DropReason::NoTunnel);
+        io.recycle_tun(bid);
+        return;
     };
+    if off.on && is_super(io, bid, range.start) {
+        send_super(io, off, bid, range, fd, to, t, stats);
+        return;
+    }
     let len = range.len();
-    match io.send_tun_buf(bid, range, fd, to) {
+    match io.send_tun_buf(bid, range, fd, to.as_ref()) {
         Ok(()) => {
             stats.net_tx.add(len);
             t.tx.add(len);
@@ -404,5 +544,289 @@ fn send(
             stats.drop_packet(DropReason::RingFull);
             io.recycle_tun(bid);
         }
+    }
+}
+
+/// Segments of a super-packet and where they are.
+enum Segmented {
+    /// In out buffer `.0`.
+    Out(u16, offload::Segments),
+    /// In the shard's scratch buffer.
+    Scratch(offload::Segments),
+}
+
+/// TSO: segments the super-packet in TUN buffer `bid` (`range` after its vnet header) into
+/// an out buffer and sends the segments with UDP GSO on io_uring; with no out buffer free,
+/// or more segments than one out buffer's sends carry, through the scratch buffer and a
+/// synchronous send.
+#[allow(clippy::too_many_arguments)]
+fn send_super(
+    io: &mut UringIo,
+    off: &mut Offload,
+    bid: u16,
+    range: std::ops::Range<usize>,
+    fd: RawFd,
+    to: Option<std::net::SocketAddr>,
+    t: Arc<Tunnel>,
+    stats: &ShardStats,
+) {
+    let seg = |src: &[u8], dst: &mut [u8]| -> Result<offload::Segments, wire::Error> {
+        let hdr = VirtioNetHdr::parse(src)?;
+        let pkt = src.get(range.clone()).ok_or(wire::Error::Truncated)?;
+        offload::segment(&hdr, pkt, dst)
+    };
+    let mut result = None;
+    if let Some(o) = io.out_take() {
+        match io.tun_buf_and_out(bid, o).map(|(src, dst)| seg(src, dst)) {
+            Some(Ok(s)) => result = Some(Ok(Segmented::Out(o, s))),
+            Some(Err(wire::Error::BufferTooSmall)) | None => io.out_release(o),
+            Some(Err(e)) => {
+                io.out_release(o);
+                result = Some(Err(e));
+            }
+        }
+    }
+    if result.is_none() {
+        result = Some(match io.tun_buf(bid) {
+            Some(src) => {
+                let need = VirtioNetHdr::parse(src).and_then(|h| {
+                    offload::segmented_len(&h, src.get(range.clone()).unwrap_or_default())
+                });
+                match need {
+                    Ok(need) => {
+                        if off.scratch.len() < need {
+                            off.scratch.resize(need, 0);
+                        }
+                        seg(src, &mut off.scratch).map(Segmented::Scratch)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => Err(wire::Error::Truncated),
+        });
+    }
+    // The segments are copies: the TUN buffer goes back at once.
+    io.recycle_tun(bid);
+    let segs = match result {
+        Some(Ok(s)) => s,
+        _ => {
+            stats.drop_packet(DropReason::Malformed);
+            return;
+        }
+    };
+    stats.offload.tso_in.fetch_add(1, Relaxed);
+    let (s, sent) = match segs {
+        Segmented::Out(o, s) => {
+            let sent = send_out(io, off, o, &s, fd, to, &t, stats);
+            io.out_release(o);
+            (s, sent)
+        }
+        Segmented::Scratch(s) => {
+            let buf = off.scratch.get(..s.len).unwrap_or_default();
+            let sent = send_sync(fd, buf, &s, to, off.no_gso.contains(&fd), stats);
+            (s, sent)
+        }
+    };
+    stats
+        .offload
+        .tso_segments
+        .fetch_add(s.count as u64, Relaxed);
+    for _ in sent..s.count {
+        stats.drop_packet(DropReason::SendError);
+    }
+    // Bytes of the segments sent (every segment but the last is `stride` bytes).
+    let bytes = if sent == s.count {
+        s.len
+    } else {
+        sent * s.stride
+    };
+    stats.net_tx.add_n(sent as u64, bytes as u64);
+    t.tx.add_n(sent as u64, bytes as u64);
+}
+
+/// Segments per GSO send for segments of `stride` bytes.
+fn per_send(stride: usize) -> usize {
+    (GSO_MAX_BYTES / stride.max(1)).clamp(1, GSO_MAX_SEGS)
+}
+
+/// Queues the segments in out buffer `o` as UDP GSO sends (or sends them synchronously when
+/// this socket refused GSO or they need more sends than an out buffer has room for).
+/// Returns the segments queued or sent.
+#[allow(clippy::too_many_arguments)]
+fn send_out(
+    io: &mut UringIo,
+    off: &mut Offload,
+    o: u16,
+    s: &offload::Segments,
+    fd: RawFd,
+    to: Option<std::net::SocketAddr>,
+    t: &Arc<Tunnel>,
+    stats: &ShardStats,
+) -> usize {
+    let per = per_send(s.stride);
+    if off.no_gso.contains(&fd) || s.count.div_ceil(per) > OUT_MAX_SENDS {
+        let no_gso = off.no_gso.contains(&fd);
+        return match io.out_buf(o) {
+            Some(buf) => send_sync(
+                fd,
+                buf.get(..s.len).unwrap_or_default(),
+                s,
+                to,
+                no_gso,
+                stats,
+            ),
+            None => 0,
+        };
+    }
+    if let Some(d) = off.out_dest.get_mut(o as usize) {
+        *d = Some((fd, t.clone()));
+    }
+    let group = per * s.stride;
+    let mut start = 0;
+    let mut queued = 0;
+    while start < s.len.min(OUT_BUF_LEN) {
+        let end = (start + group).min(s.len);
+        let gso_size = if off.fail_gso && off.faulted.insert(fd) {
+            8 // more segments than the kernel allows: EINVAL (fault injection)
+        } else {
+            s.stride as u16
+        };
+        if io
+            .out_send(o, start..end, fd, to.as_ref(), gso_size)
+            .is_err()
+        {
+            break;
+        }
+        if end - start > s.stride {
+            stats.offload.gso_sends.fetch_add(1, Relaxed);
+        }
+        queued += (end - start).div_ceil(s.stride);
+        start = end;
+    }
+    queued
+}
+
+/// Sends segments synchronously: UDP GSO unless the socket refused it, else one datagram per
+/// segment. Returns the segments the kernel took.
+fn send_sync(
+    fd: RawFd,
+    buf: &[u8],
+    s: &offload::Segments,
+    to: Option<std::net::SocketAddr>,
+    no_gso: bool,
+    stats: &ShardStats,
+) -> usize {
+    stats.syscalls.fetch_add(1, Relaxed);
+    let gso = (!no_gso).then(|| per_send(s.stride));
+    crate::sys::udp::send_segments(fd, buf, s.stride, to, gso).unwrap_or(0)
+}
+
+/// One `UDP_GRO` receive: several datagrams of `size` bytes back to back in net buffer `bid`.
+struct Datagrams {
+    bid: u16,
+    from: std::net::SocketAddr,
+    payload: std::ops::Range<usize>,
+    size: usize,
+    sock_fd: RawFd,
+    dedicated: Option<crate::tables::TunnelId>,
+}
+
+/// GRO: decapsulates (and NATs) each datagram of one receive in place, coalesces the data
+/// into super-packets in an out buffer and queues one TUN write per frame (with no out buffer
+/// free: in the scratch buffer, written synchronously).
+fn gro_receive(
+    io: &mut UringIo,
+    off: &mut Offload,
+    fwd: &Forwarder,
+    d: Datagrams,
+    tun_fd: RawFd,
+    now: Instant,
+) {
+    let stats = &fwd.stats;
+    stats.offload.gro_in.fetch_add(1, Relaxed);
+    let out = io.out_take();
+    if out.is_none() && off.scratch.len() < OUT_BUF_LEN {
+        off.scratch.resize(OUT_BUF_LEN, 0);
+    }
+    let mut replies: Vec<std::ops::Range<usize>> = Vec::new();
+    off.frames.clear();
+    {
+        let views = match out {
+            Some(o) => io.net_buf_and_out(d.bid, o),
+            None => io.net_buf(d.bid).map(|b| (b, &mut off.scratch[..])),
+        };
+        let Some((src, arena)) = views else {
+            if let Some(o) = out {
+                io.out_release(o);
+            }
+            io.recycle_net(d.bid);
+            return;
+        };
+        let mut coal = Coalescer::new(arena);
+        let payload = src.get_mut(d.payload.clone()).unwrap_or_default();
+        let mut at = d.payload.start;
+        for chunk in payload.chunks_mut(d.size) {
+            stats.offload.gro_datagrams.fetch_add(1, Relaxed);
+            let len = chunk.len();
+            match fwd.on_net(d.dedicated, d.from, chunk, now) {
+                NetVerdict::ToTun => match coal.push(chunk) {
+                    Ok(Pushed::Appended) => {
+                        stats.offload.coalesced_segments.fetch_add(1, Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => stats.drop_packet(DropReason::RingFull),
+                },
+                NetVerdict::Reply => replies.push(at..at + len),
+                NetVerdict::Consumed => {}
+                NetVerdict::Drop(r) => stats.drop_packet(r),
+            }
+            at += len;
+        }
+        coal.flush();
+        off.frames.extend(coal.frame_ranges());
+        // Super-packets: frames whose header says GSO.
+        let arena = coal.into_inner();
+        for r in &off.frames {
+            if arena
+                .get(r.start + 1)
+                .is_some_and(|g| *g != VirtioNetHdr::GSO_NONE)
+            {
+                stats.offload.coalesced.fetch_add(1, Relaxed);
+            }
+        }
+        // Keepalive requests in the batch (its short last datagram): answered at once.
+        if !replies.is_empty() {
+            let msgs: Vec<(&[u8], std::net::SocketAddr)> = replies
+                .iter()
+                .filter_map(|r| src.get(r.clone()).map(|b| (b, d.from)))
+                .collect();
+            stats.syscalls.fetch_add(1, Relaxed);
+            if let Ok(n) = crate::sys::poll::sendmmsg(d.sock_fd, &msgs) {
+                for (b, _) in msgs.iter().take(n) {
+                    stats.net_tx.add(b.len());
+                }
+            }
+        }
+        if out.is_none() {
+            for r in &off.frames {
+                stats.syscalls.fetch_add(1, Relaxed);
+                match arena
+                    .get(r.clone())
+                    .map(|f| crate::sys::poll::write(tun_fd, f))
+                {
+                    Some(Ok(n)) => stats.tun_tx.add(n),
+                    _ => stats.drop_packet(DropReason::TunWriteError),
+                }
+            }
+        }
+    }
+    io.recycle_net(d.bid);
+    if let Some(o) = out {
+        for r in off.frames.drain(..) {
+            if io.out_write(o, r, tun_fd).is_err() {
+                stats.drop_packet(DropReason::RingFull);
+            }
+        }
+        io.out_release(o);
     }
 }

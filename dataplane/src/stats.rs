@@ -39,11 +39,14 @@ pub enum DropReason {
     NatHairpin,
     /// Mobile host: the flow's application may use no usable interface now (policy "wait").
     PolicyWait,
+    /// Mobile host: a link-scoped packet (IPv6 link-local source or destination, such as the
+    /// kernel's router solicitations on the TUN): it may not leave its link (RFC 4291 2.5.6).
+    LinkLocal,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// All reasons, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -62,6 +65,7 @@ impl DropReason {
         DropReason::NatUnsupported,
         DropReason::NatHairpin,
         DropReason::PolicyWait,
+        DropReason::LinkLocal,
     ];
 
     /// Stable snake_case name (for JSON).
@@ -83,6 +87,7 @@ impl DropReason {
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::NatHairpin => "nat_hairpin",
             DropReason::PolicyWait => "policy_wait",
+            DropReason::LinkLocal => "link_local",
         }
     }
 }
@@ -100,6 +105,12 @@ impl PktBytes {
     pub(crate) fn add(&self, len: usize) {
         self.packets.fetch_add(1, Relaxed);
         self.bytes.fetch_add(len as u64, Relaxed);
+    }
+    /// Adds `packets` packets of `bytes` bytes in all.
+    #[inline]
+    pub(crate) fn add_n(&self, packets: u64, bytes: u64) {
+        self.packets.fetch_add(packets, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
     }
     /// Reads (packets, bytes).
     pub(crate) fn get(&self) -> (u64, u64) {
@@ -124,6 +135,8 @@ pub(crate) struct ShardStats {
     pub(crate) keepalive_answered: AtomicU64,
     /// Syscalls made by this shard (io_uring_enter, epoll_wait, read/write, *mmsg).
     pub(crate) syscalls: AtomicU64,
+    /// Offload work (see [`OffloadSnapshot`]).
+    pub(crate) offload: OffloadStats,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -149,6 +162,7 @@ impl ShardStats {
             control_rx: self.control_rx.load(Relaxed),
             keepalive_answered: self.keepalive_answered.load(Relaxed),
             syscalls: self.syscalls.load(Relaxed),
+            offload: self.offload.snapshot(),
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (*r, self.drops(*r)))
@@ -176,8 +190,59 @@ pub struct ShardSnapshot {
     pub keepalive_answered: u64,
     /// Syscalls made.
     pub syscalls: u64,
+    /// Offload work.
+    pub offload: OffloadSnapshot,
     /// Drops by reason (every reason listed, zero included).
     pub drops: Vec<(DropReason, u64)>,
+}
+
+/// Offload counters of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct OffloadStats {
+    pub(crate) tso_in: AtomicU64,
+    pub(crate) tso_segments: AtomicU64,
+    pub(crate) gso_sends: AtomicU64,
+    pub(crate) gro_in: AtomicU64,
+    pub(crate) gro_datagrams: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) coalesced_segments: AtomicU64,
+    pub(crate) fallbacks: AtomicU64,
+}
+
+impl OffloadStats {
+    fn snapshot(&self) -> OffloadSnapshot {
+        OffloadSnapshot {
+            tso_in: self.tso_in.load(Relaxed),
+            tso_segments: self.tso_segments.load(Relaxed),
+            gso_sends: self.gso_sends.load(Relaxed),
+            gro_in: self.gro_in.load(Relaxed),
+            gro_datagrams: self.gro_datagrams.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
+            coalesced_segments: self.coalesced_segments.load(Relaxed),
+            fallbacks: self.fallbacks.load(Relaxed),
+        }
+    }
+}
+
+/// What the offloads did on one shard (all zero with offload off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OffloadSnapshot {
+    /// TCP super-packets read from the TUN (TSO).
+    pub tso_in: u64,
+    /// Packets they were segmented into.
+    pub tso_segments: u64,
+    /// `UDP_SEGMENT` sends (each carries several datagrams).
+    pub gso_sends: u64,
+    /// Receives that carried several datagrams (`UDP_GRO`).
+    pub gro_in: u64,
+    /// Datagrams those carried.
+    pub gro_datagrams: u64,
+    /// Super-packets written to the TUN (coalesced from two or more segments).
+    pub coalesced: u64,
+    /// Segments merged into them.
+    pub coalesced_segments: u64,
+    /// Offloads the kernel refused, each falling back (TUN offload, GSO per socket).
+    pub fallbacks: u64,
 }
 
 /// Counters of one tunnel at one instant.

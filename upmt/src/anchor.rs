@@ -110,6 +110,7 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let mut ecfg = EngineConfig::new(Mode::Anchor, &tun);
     ecfg.shards = cfg.dataplane.shards;
     ecfg.pin_cores = cfg.dataplane.pin;
+    ecfg.offload = cfg.dataplane.offload;
     ecfg.backend = if cfg.dataplane.io_uring {
         dataplane::Backend::Auto
     } else {
@@ -498,6 +499,7 @@ fn answer(
                     public: cfg.nat.public.clone(),
                 },
                 drops: crate::drops_by_name(&stats),
+                dataplane: crate::dataplane_status(&stats),
             };
             match serde_json::to_value(s) {
                 Ok(value) => Response::Ok { value },

@@ -303,6 +303,10 @@ pub struct DataplaneConfig {
     /// Pin shard threads to cores.
     #[serde(default = "yes")]
     pub pin: bool,
+    /// TUN segmentation offload and UDP GSO/GRO (io_uring only; each part falls back on its
+    /// own when the kernel refuses it). `false` moves every packet one by one.
+    #[serde(default = "yes")]
+    pub offload: bool,
 }
 
 impl Default for DataplaneConfig {
@@ -313,6 +317,7 @@ impl Default for DataplaneConfig {
             tun: None,
             path_mtu: default_path_mtu(),
             pin: true,
+            offload: true,
         }
     }
 }

@@ -21,3 +21,28 @@ pub fn drops_by_name(s: &dataplane::StatsSnapshot) -> std::collections::BTreeMap
         .map(|r| (r.name().to_owned(), s.drops(*r)))
         .collect()
 }
+
+/// The data plane's totals over shards, for the status documents.
+pub fn dataplane_status(s: &dataplane::StatsSnapshot) -> status::DataplaneStatus {
+    let mut d = status::DataplaneStatus {
+        shards: s.shards.len(),
+        ..Default::default()
+    };
+    for sh in &s.shards {
+        d.tun_rx_packets += sh.tun_rx.0;
+        d.tun_tx_packets += sh.tun_tx.0;
+        d.net_rx_packets += sh.net_rx.0;
+        d.net_tx_packets += sh.net_tx.0;
+        d.syscalls += sh.syscalls;
+        let (o, t) = (&mut d.offload, &sh.offload);
+        o.tso_in += t.tso_in;
+        o.tso_segments += t.tso_segments;
+        o.gso_sends += t.gso_sends;
+        o.gro_in += t.gro_in;
+        o.gro_datagrams += t.gro_datagrams;
+        o.coalesced += t.coalesced;
+        o.coalesced_segments += t.coalesced_segments;
+        o.fallbacks += t.fallbacks;
+    }
+    d
+}

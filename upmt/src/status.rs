@@ -23,6 +23,9 @@ pub struct MobileStatus {
     pub flows: Vec<MobileFlow>,
     /// Data-plane drop counters by reason.
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Data-plane totals over all shards (packets, syscalls, offload work).
+    #[serde(default)]
+    pub dataplane: DataplaneStatus,
     /// Per application: its flows and the bytes it sent over each interface.
     #[serde(default)]
     pub apps: Vec<MobileApp>,
@@ -111,6 +114,49 @@ pub struct AnchorStatus {
     pub nat: NatStatus,
     /// Data-plane drop counters by reason.
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Data-plane totals over all shards.
+    #[serde(default)]
+    pub dataplane: DataplaneStatus,
+}
+
+/// Data-plane totals over all shards of a daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStatus {
+    /// Shards running.
+    pub shards: usize,
+    /// Packets read from the TUN (a TCP super-packet counts once).
+    pub tun_rx_packets: u64,
+    /// Packets written to the TUN (a coalesced super-packet counts once).
+    pub tun_tx_packets: u64,
+    /// Datagrams received on tunnel sockets.
+    pub net_rx_packets: u64,
+    /// Datagrams sent on tunnel sockets.
+    pub net_tx_packets: u64,
+    /// Syscalls the shards made (io_uring_enter, and synchronous fallbacks).
+    pub syscalls: u64,
+    /// Offload work (all zero with offload off).
+    pub offload: OffloadStatus,
+}
+
+/// What the offloads did (sums over shards; see `dataplane::OffloadSnapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffloadStatus {
+    /// TCP super-packets read from the TUN.
+    pub tso_in: u64,
+    /// Packets they were segmented into.
+    pub tso_segments: u64,
+    /// UDP GSO sends.
+    pub gso_sends: u64,
+    /// UDP GRO receives carrying several datagrams.
+    pub gro_in: u64,
+    /// Datagrams those carried.
+    pub gro_datagrams: u64,
+    /// Super-packets written to the TUN.
+    pub coalesced: u64,
+    /// Segments merged into them.
+    pub coalesced_segments: u64,
+    /// Offloads the kernel refused (each one fell back).
+    pub fallbacks: u64,
 }
 
 /// One associated mobile host.

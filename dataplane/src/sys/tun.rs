@@ -24,6 +24,10 @@ pub const TUN_F_CSUM: u32 = 0x01;
 pub const TUN_F_TSO4: u32 = 0x02;
 /// `TUN_F_TSO6`.
 pub const TUN_F_TSO6: u32 = 0x04;
+/// `TUN_F_USO4` (only together with `TUN_F_CSUM` and `TUN_F_USO6`, KERNEL-NOTES).
+pub const TUN_F_USO4: u32 = 0x20;
+/// `TUN_F_USO6`.
+pub const TUN_F_USO6: u32 = 0x40;
 
 /// Size of `struct virtio_net_hdr` that precedes each packet when `IFF_VNET_HDR` is on.
 pub const VNET_HDR_LEN: usize = 10;

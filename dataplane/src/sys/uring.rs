@@ -360,6 +360,7 @@ impl Uring {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RecvMsgOut {
     pub(crate) namelen: u32,
+    pub(crate) controllen: u32,
     pub(crate) payloadlen: u32,
     pub(crate) flags: u32,
 }
@@ -375,6 +376,7 @@ impl RecvMsgOut {
         };
         Some(RecvMsgOut {
             namelen: rd(0)?,
+            controllen: rd(4)?,
             payloadlen: rd(8)?,
             flags: rd(12)?,
         })
@@ -413,6 +415,16 @@ const OP_SEND_NET: u64 = 4;
 const OP_TUN_WRITE: u64 = 5;
 const OP_WAKE: u64 = 6;
 const OP_CANCEL: u64 = 7;
+const OP_OUT_SEND: u64 = 8;
+const OP_OUT_WRITE: u64 = 9;
+
+/// Size of each out buffer: a 64 KB super-packet segmented with its per-segment headers
+/// (IPv4 or IPv6 + TCP with options, MSS down to ~500) or a coalescer arena for one GRO
+/// receive (64 KB of datagrams plus a virtio header per frame).
+pub(crate) const OUT_BUF_LEN: usize = 128 * 1024;
+/// Sends one out buffer may have in flight (a segmented super-packet needs two: one GSO send
+/// carries at most 65 507 bytes).
+pub(crate) const OUT_MAX_SENDS: usize = 4;
 
 fn ud(op: u64, arg: u32) -> u64 {
     (op << OP_SHIFT) | arg as u64
@@ -435,6 +447,10 @@ pub(crate) enum Op {
     Wake,
     /// A cancel request finished.
     Cancel,
+    /// A GSO send from out buffer `idx` finished.
+    OutSend(u16),
+    /// A TUN write from out buffer `idx` finished.
+    OutWrite(u16),
     /// Unknown user_data (bug).
     Unknown,
 }
@@ -455,6 +471,18 @@ struct SendMeta {
     msg: libc::msghdr,
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
+    /// `UDP_SEGMENT` control message (8-byte aligned).
+    cmsg: [u64; 3],
+}
+
+/// One out buffer: stable memory the shard fills (segmentation output, coalescer arena) and
+/// submits from; free again once it is released and every request on it has completed.
+struct OutBuf {
+    mem: Region,
+    metas: Box<[SendMeta; OUT_MAX_SENDS]>,
+    held: bool,
+    pending: u32,
+    sends: usize,
 }
 
 impl SendMeta {
@@ -476,6 +504,8 @@ pub(crate) struct UringIo {
     tun_meta: Box<[SendMeta]>,
     net_meta: Box<[SendMeta]>,
     recv_msgs: hashbrown::HashMap<u32, Box<libc::msghdr>>,
+    outs: Vec<OutBuf>,
+    out_free: Vec<u16>,
     wake_buf: Box<u64>,
     comps: Vec<Completion>,
     /// Slot-tracking violations seen (bugs; should stay 0).
@@ -491,8 +521,18 @@ impl std::fmt::Debug for UringIo {
 impl UringIo {
     /// Creates the ring and both buffer rings (`bufs` buffers of `buf_size` bytes each) and
     /// provides every buffer.
-    pub(crate) fn new(entries: u32, bufs: u16, buf_size: usize) -> io::Result<UringIo> {
+    pub(crate) fn new(entries: u32, bufs: u16, buf_size: usize, outs: u16) -> io::Result<UringIo> {
         let ring = Uring::new(entries)?;
+        let mut out_bufs = Vec::with_capacity(outs as usize);
+        for _ in 0..outs {
+            out_bufs.push(OutBuf {
+                mem: Region::new(OUT_BUF_LEN)?,
+                metas: Box::new(std::array::from_fn(|_| SendMeta::zeroed())),
+                held: false,
+                pending: 0,
+                sends: 0,
+            });
+        }
         let tun_bufs = BufRing::new(bufs, buf_size, GROUP_TUN)?;
         let net_bufs = BufRing::new(bufs, buf_size, GROUP_NET)?;
         tun_bufs.register(ring.raw())?;
@@ -507,6 +547,8 @@ impl UringIo {
             tun_meta: (0..n).map(|_| SendMeta::zeroed()).collect(),
             net_meta: (0..n).map(|_| SendMeta::zeroed()).collect(),
             recv_msgs: hashbrown::HashMap::new(),
+            outs: out_bufs,
+            out_free: (0..outs).rev().collect(),
             wake_buf: Box::new(0),
             comps: Vec::with_capacity(256),
             slot_errors: 0,
@@ -577,8 +619,13 @@ impl UringIo {
                 OP_TUN_WRITE => Op::TunWrite(arg as u16),
                 OP_WAKE => Op::Wake,
                 OP_CANCEL => Op::Cancel,
+                OP_OUT_SEND => Op::OutSend(arg as u16),
+                OP_OUT_WRITE => Op::OutWrite(arg as u16),
                 _ => Op::Unknown,
             };
+            if let Op::OutSend(i) | Op::OutWrite(i) = op {
+                self.out_complete(i);
+            }
             let buffer = c.buffer();
             let ok = match (op, buffer) {
                 (Op::TunRead, Some(b)) => self.tun_slots.take(b).is_ok(),
@@ -658,7 +705,146 @@ impl UringIo {
 
     /// Requests in flight that reference our buffers.
     pub(crate) fn in_flight(&self) -> usize {
-        self.tun_slots.in_flight() + self.net_slots.in_flight()
+        self.tun_slots.in_flight()
+            + self.net_slots.in_flight()
+            + self.outs.iter().map(|o| o.pending as usize).sum::<usize>()
+    }
+
+    /// Takes a free out buffer (`None`: all held or in flight).
+    pub(crate) fn out_take(&mut self) -> Option<u16> {
+        let i = self.out_free.pop()?;
+        match self.outs.get_mut(i as usize) {
+            Some(o) => {
+                o.held = true;
+                o.sends = 0;
+                Some(i)
+            }
+            None => None,
+        }
+    }
+
+    /// Done submitting from out buffer `i`: it is free once its requests complete.
+    pub(crate) fn out_release(&mut self, i: u16) {
+        if let Some(o) = self.outs.get_mut(i as usize) {
+            if o.held {
+                o.held = false;
+                if o.pending == 0 {
+                    self.out_free.push(i);
+                }
+            }
+        }
+    }
+
+    fn out_complete(&mut self, i: u16) {
+        if let Some(o) = self.outs.get_mut(i as usize) {
+            o.pending = o.pending.saturating_sub(1);
+            if o.pending == 0 && !o.held {
+                self.out_free.push(i);
+            }
+        }
+    }
+
+    /// Out buffer `i`, if held with no request pending.
+    pub(crate) fn out_buf(&mut self, i: u16) -> Option<&mut [u8]> {
+        out_view(&mut self.outs, i)
+    }
+
+    /// The TUN-group buffer `bid` and out buffer `out`, both ours, as two views.
+    pub(crate) fn tun_buf_and_out(&mut self, bid: u16, out: u16) -> Option<(&mut [u8], &mut [u8])> {
+        if !self.tun_slots.is_held(bid) {
+            return None;
+        }
+        // SAFETY: as in `tun_buf`; the out view is checked in `out_view`.
+        let src = unsafe { self.tun_bufs.buf_mut(bid) };
+        let dst = out_view(&mut self.outs, out)?;
+        Some((src, dst))
+    }
+
+    /// The net-group buffer `bid` and out buffer `out`, both ours, as two views.
+    pub(crate) fn net_buf_and_out(&mut self, bid: u16, out: u16) -> Option<(&mut [u8], &mut [u8])> {
+        if !self.net_slots.is_held(bid) {
+            return None;
+        }
+        // SAFETY: as in `net_buf`; the out view is checked in `out_view`.
+        let src = unsafe { self.net_bufs.buf_mut(bid) };
+        let dst = out_view(&mut self.outs, out)?;
+        Some((src, dst))
+    }
+
+    /// Queues a send of `range` of out buffer `out` on `fd` (to `to`, or connected), as UDP
+    /// GSO segments of `gso_size` bytes when the range holds more than one.
+    pub(crate) fn out_send(
+        &mut self,
+        out: u16,
+        range: Range<usize>,
+        fd: RawFd,
+        to: Option<&SocketAddr>,
+        gso_size: u16,
+    ) -> io::Result<()> {
+        let o = self
+            .outs
+            .get_mut(out as usize)
+            .filter(|o| o.held)
+            .ok_or_else(|| io::Error::other("out buffer not held"))?;
+        if range.start > range.end || range.end > OUT_BUF_LEN || gso_size == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad out range"));
+        }
+        let meta = o
+            .metas
+            .get_mut(o.sends)
+            .ok_or_else(|| io::Error::other("too many sends from one out buffer"))?;
+        let namelen = to.map(|to| write_sockaddr(to, &mut meta.addr));
+        // SAFETY: the range was checked to lie within the OUT_BUF_LEN-byte region.
+        let start = unsafe { o.mem.as_ptr().add(range.start) };
+        meta.iov = libc::iovec {
+            iov_base: start.cast(),
+            iov_len: range.end - range.start,
+        };
+        // SAFETY: all-zero msghdr is valid; the fields set below point into `meta`.
+        meta.msg = unsafe { std::mem::zeroed() };
+        if let Some(namelen) = namelen {
+            meta.msg.msg_name = (&mut meta.addr as *mut libc::sockaddr_storage).cast();
+            meta.msg.msg_namelen = namelen;
+        }
+        meta.msg.msg_iov = &mut meta.iov;
+        meta.msg.msg_iovlen = 1;
+        if range.end - range.start > gso_size as usize {
+            let clen = super::udp::write_gso_cmsg(&mut meta.cmsg, gso_size);
+            meta.msg.msg_control = meta.cmsg.as_mut_ptr().cast();
+            meta.msg.msg_controllen = clen as _;
+        }
+        let p: *const libc::msghdr = &meta.msg;
+        // SAFETY: `meta` lives in a box owned by `self.outs` that is never dropped or moved
+        // while the ring lives; the out buffer stays unavailable (pending > 0) until the
+        // completion, so neither the memory nor the meta is reused before the kernel is done.
+        unsafe { self.ring.sendmsg(fd, p, ud(OP_OUT_SEND, out as u32)) }?;
+        o.sends += 1;
+        o.pending += 1;
+        Ok(())
+    }
+
+    /// Queues a TUN write of `range` of out buffer `out` (a coalesced frame).
+    pub(crate) fn out_write(&mut self, out: u16, range: Range<usize>, fd: RawFd) -> io::Result<()> {
+        let o = self
+            .outs
+            .get_mut(out as usize)
+            .filter(|o| o.held)
+            .ok_or_else(|| io::Error::other("out buffer not held"))?;
+        if range.start > range.end || range.end > OUT_BUF_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad out range"));
+        }
+        // SAFETY: range checked within the region; the buffer stays unavailable until every
+        // request on it completed (pending).
+        unsafe {
+            self.ring.write(
+                fd,
+                o.mem.as_ptr().add(range.start),
+                (range.end - range.start) as u32,
+                ud(OP_OUT_WRITE, out as u32),
+            )
+        }?;
+        o.pending += 1;
+        Ok(())
     }
 
     fn send_from(
@@ -781,6 +967,45 @@ impl UringIo {
         }
         r
     }
+}
+
+/// The view of out buffer `i` if it is held with no request pending.
+fn out_view(outs: &mut [OutBuf], i: u16) -> Option<&mut [u8]> {
+    let o = outs.get_mut(i as usize)?;
+    if !o.held || o.pending > 0 {
+        return None;
+    }
+    // SAFETY: the region is OUT_BUF_LEN bytes of our own mapping; held with nothing pending
+    // means no request reads it, and the &mut borrow of `outs` prevents a second view.
+    Some(unsafe { std::slice::from_raw_parts_mut(o.mem.as_ptr(), OUT_BUF_LEN) })
+}
+
+/// A parsed multishot recvmsg buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// Source address.
+    pub(crate) from: Option<SocketAddr>,
+    /// Payload bytes in the buffer.
+    pub(crate) payload: Range<usize>,
+    /// The payload did not fit.
+    pub(crate) truncated: bool,
+    /// `UDP_GRO`: the payload is several datagrams of this size (the last may be shorter).
+    pub(crate) gro: Option<u16>,
+}
+
+/// Parses a multishot recvmsg buffer of `n` valid bytes, with its `UDP_GRO` cmsg.
+pub(crate) fn parse_recv_gro(buf: &[u8], n: usize) -> Option<Received> {
+    let (from, payload, truncated) = parse_recv(buf, n)?;
+    let out = RecvMsgOut::parse(buf)?;
+    let c0 = RECVMSG_OUT_LEN + RECV_NAME_LEN;
+    let clen = (out.controllen as usize).min(RECV_CONTROL_LEN);
+    let gro = buf.get(c0..c0 + clen).and_then(super::udp::parse_gro_cmsg);
+    Some(Received {
+        from,
+        payload,
+        truncated,
+        gro,
+    })
 }
 
 /// Parses a multishot recvmsg buffer of `n` valid bytes: (source, payload range, truncated).

@@ -158,6 +158,7 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let mut ecfg = EngineConfig::new(Mode::Mobile, &tun);
     ecfg.shards = cfg.dataplane.shards;
     ecfg.pin_cores = cfg.dataplane.pin;
+    ecfg.offload = cfg.dataplane.offload;
     ecfg.backend = if cfg.dataplane.io_uring {
         dataplane::Backend::Auto
     } else {
@@ -992,6 +993,7 @@ impl Mobile {
             tunnels,
             flows,
             drops: crate::drops_by_name(&stats),
+            dataplane: crate::dataplane_status(&stats),
             placement: self.placement_summary(),
         }
     }
