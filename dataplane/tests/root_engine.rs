@@ -1019,8 +1019,13 @@ fn figures() {
     ));
     sh(&format!("ip -n {0} route del 198.18.3.0/24", bed.mh));
 
-    for backend in [Backend::Uring, Backend::Poll] {
+    for (backend, offload) in [
+        (Backend::Uring, true),
+        (Backend::Uring, false),
+        (Backend::Poll, false),
+    ] {
         let mut acfg = EngineConfig::new(Mode::Anchor, "upmt0");
+        acfg.offload = offload;
         acfg.shards = 1;
         acfg.first_core = 1; // the MH engine's shard is on core 0
         let pin = std::env::var_os("UPMT_FIGURES_NOPIN").is_none();
@@ -1036,6 +1041,7 @@ fn figures() {
         mcfg.shards = 1;
         mcfg.backend = backend;
         mcfg.pin_cores = pin;
+        mcfg.offload = offload;
         let mh = engine_in(&bed.mh, mcfg);
         sh(&format!(
             "ip -n {0} link set upmt0 mtu 1472 && ip -n {0} addr replace 100.64.0.2/32 dev upmt0 && \
@@ -1073,11 +1079,20 @@ fn figures() {
         let s0 = mh.handle().stats();
         let (v, pps, rtt) = measure(&bed, secs, runs);
         let s1 = mh.handle().stats();
-        let pk = |s: &StatsSnapshot| s.total(|x| x.tun_rx).0 + s.total(|x| x.net_rx).0;
+        // Inner packets: a TCP super-packet read from the TUN counts as its segments.
+        let pk = |s: &StatsSnapshot| {
+            let segs: u64 = s
+                .shards
+                .iter()
+                .map(|x| x.offload.tso_segments - x.offload.tso_in)
+                .sum();
+            s.total(|x| x.tun_rx).0 + segs + s.total(|x| x.net_rx).0
+        };
         let sc = |s: &StatsSnapshot| s.shards.iter().map(|x| x.syscalls).sum::<u64>();
         let per_pkt = (sc(&s1) - sc(&s0)) as f64 / (pk(&s1) - pk(&s0)).max(1) as f64;
         report.push(format!(
-            "engine {backend:?}: TCP {v:.2?} Gb/s, median {:.2}; UDP 64 B {pps:.0} pkt/s; RTT {rtt:.3} ms; MH syscalls/packet {per_pkt:.3}",
+            "engine {backend:?}{}: TCP {v:.2?} Gb/s, median {:.2}; UDP 64 B {pps:.0} pkt/s; RTT {rtt:.3} ms; MH syscalls/packet {per_pkt:.3}",
+            if offload { " + offload" } else { "" },
             median(v.clone())
         ));
         if std::env::var_os("UPMT_FIGURES_DEBUG").is_some() {
