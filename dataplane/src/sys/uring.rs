@@ -25,7 +25,19 @@ pub(crate) struct Region {
 unsafe impl Send for Region {}
 
 impl Region {
+    /// A mapping populated at once (no page faults on the hot path later).
     pub(crate) fn new(len: usize) -> io::Result<Region> {
+        Region::map(len, libc::MAP_POPULATE)
+    }
+
+    /// A mapping whose pages are faulted in on first use: for the large offload buffers,
+    /// so that resident memory follows what the traffic touches (an idle mobile host keeps
+    /// little of them).
+    pub(crate) fn lazy(len: usize) -> io::Result<Region> {
+        Region::map(len, 0)
+    }
+
+    fn map(len: usize, extra: libc::c_int) -> io::Result<Region> {
         let len = len.max(1);
         // SAFETY: anonymous private mapping, no file; the result is checked for MAP_FAILED.
         let p = unsafe {
@@ -33,7 +45,7 @@ impl Region {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
                 -1,
                 0,
             )
@@ -80,7 +92,12 @@ impl BufRing {
             ));
         }
         let ring = Region::new(entries as usize * std::mem::size_of::<types::BufRingEntry>())?;
-        let bufs = Region::new(entries as usize * buf_size)?;
+        // Small (MTU-sized) buffers are populated; 64 KB offload buffers fault in on use.
+        let bufs = if buf_size > 4096 {
+            Region::lazy(entries as usize * buf_size)?
+        } else {
+            Region::new(entries as usize * buf_size)?
+        };
         Ok(BufRing {
             ring,
             bufs,
@@ -526,7 +543,7 @@ impl UringIo {
         let mut out_bufs = Vec::with_capacity(outs as usize);
         for _ in 0..outs {
             out_bufs.push(OutBuf {
-                mem: Region::new(OUT_BUF_LEN)?,
+                mem: Region::lazy(OUT_BUF_LEN)?,
                 metas: Box::new(std::array::from_fn(|_| SendMeta::zeroed())),
                 held: false,
                 pending: 0,
