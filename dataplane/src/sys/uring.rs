@@ -507,6 +507,30 @@ impl SendMeta {
         // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs; all-zero is valid.
         unsafe { std::mem::zeroed() }
     }
+
+    /// Points the `msghdr` at `len` bytes from `start` (to `to`, or a connected peer) and
+    /// returns it. The caller keeps `self` and the bytes in place until the send completes.
+    fn prepare(
+        &mut self,
+        start: *mut u8,
+        len: usize,
+        to: Option<&SocketAddr>,
+    ) -> *const libc::msghdr {
+        let namelen = to.map(|to| write_sockaddr(to, &mut self.addr));
+        self.iov = libc::iovec {
+            iov_base: start.cast(),
+            iov_len: len,
+        };
+        // SAFETY: all-zero msghdr is valid; the fields set below point into `self`.
+        self.msg = unsafe { std::mem::zeroed() };
+        if let Some(namelen) = namelen {
+            self.msg.msg_name = (&mut self.addr as *mut libc::sockaddr_storage).cast();
+            self.msg.msg_namelen = namelen;
+        }
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        &self.msg
+    }
 }
 
 /// A shard's ring with its buffers. Not `Send`: it is created and used on the shard thread.
@@ -810,27 +834,14 @@ impl UringIo {
             .metas
             .get_mut(o.sends)
             .ok_or_else(|| io::Error::other("too many sends from one out buffer"))?;
-        let namelen = to.map(|to| write_sockaddr(to, &mut meta.addr));
         // SAFETY: the range was checked to lie within the OUT_BUF_LEN-byte region.
         let start = unsafe { o.mem.as_ptr().add(range.start) };
-        meta.iov = libc::iovec {
-            iov_base: start.cast(),
-            iov_len: range.end - range.start,
-        };
-        // SAFETY: all-zero msghdr is valid; the fields set below point into `meta`.
-        meta.msg = unsafe { std::mem::zeroed() };
-        if let Some(namelen) = namelen {
-            meta.msg.msg_name = (&mut meta.addr as *mut libc::sockaddr_storage).cast();
-            meta.msg.msg_namelen = namelen;
-        }
-        meta.msg.msg_iov = &mut meta.iov;
-        meta.msg.msg_iovlen = 1;
+        let p = meta.prepare(start, range.end - range.start, to);
         if range.end - range.start > gso_size as usize {
             let clen = super::udp::write_gso_cmsg(&mut meta.cmsg, gso_size);
             meta.msg.msg_control = meta.cmsg.as_mut_ptr().cast();
             meta.msg.msg_controllen = clen as _;
         }
-        let p: *const libc::msghdr = &meta.msg;
         // SAFETY: `meta` lives in a box owned by `self.outs` that is never dropped or moved
         // while the ring lives; the out buffer stays unavailable (pending > 0) until the
         // completion, so neither the memory nor the meta is reused before the kernel is done.
@@ -900,22 +911,9 @@ impl UringIo {
             .submit(bid)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let base = bufs.buf_ptr(bid);
-        let namelen = to.map(|to| write_sockaddr(to, &mut meta.addr));
         // SAFETY: range was checked to lie within the buffer.
         let start = unsafe { base.add(range.start) };
-        meta.iov = libc::iovec {
-            iov_base: start.cast(),
-            iov_len: range.end - range.start,
-        };
-        // SAFETY: all-zero msghdr is valid; the fields set below point into `meta`.
-        meta.msg = unsafe { std::mem::zeroed() };
-        if let Some(namelen) = namelen {
-            meta.msg.msg_name = (&mut meta.addr as *mut libc::sockaddr_storage).cast();
-            meta.msg.msg_namelen = namelen;
-        }
-        meta.msg.msg_iov = &mut meta.iov;
-        meta.msg.msg_iovlen = 1;
-        let p: *const libc::msghdr = &meta.msg;
+        let p = meta.prepare(start, range.end - range.start, to);
         // SAFETY: `meta` lives in a boxed slice that never moves; the slot is InFlight, so
         // neither the buffer nor its meta is reused until the completion moves it back.
         let r = unsafe { self.ring.sendmsg(fd, p, ud(op, bid as u32)) };
