@@ -2,7 +2,8 @@
 //! measure each path (the paper's MM Measurement Entity).
 //!
 //! One [`Probe`] per tunnel. It decides when the next keepalive leaves, notices replies that
-//! do not come back, and keeps round-trip time, jitter and loss as moving averages. The rate
+//! do not come back, and keeps round-trip time and jitter as moving averages and loss over the
+//! last [`LOSS_WINDOW`] keepalives (see [`Quality::loss_pct`]). The rate
 //! adapts: a healthy idle path is probed every `idle_interval` (quiet laptop); a path that
 //! carries a real-time flow, or that just missed a reply, every `fast_interval`; a dead path
 //! is re-probed with exponential back-off up to `idle_interval`.
@@ -95,20 +96,33 @@ pub struct Quality {
     pub rtt_ms: Option<f64>,
     /// Inter-sample RTT variation, ms (RFC 3550 section 6.4.1 estimator).
     pub jitter_ms: Option<f64>,
-    /// Moving average of keepalive loss, percent.
+    /// Keepalive loss, percent: keepalives given up on among the last [`LOSS_WINDOW`],
+    /// over [`LOSS_WINDOW`]. Until that many have been answered or given up on, the missing
+    /// ones count as answered, so one early loss reads as 1.6 %, not 100 % or 12 %: a fresh
+    /// path is presumed clean until measured otherwise (state, not loss, catches a path that
+    /// does not answer at all). A reply that comes back after its keepalive was given up on
+    /// takes the loss back. A path that comes back up from down starts a fresh window.
     pub loss_pct: f64,
     /// Keepalives sent.
     pub sent: u64,
     /// Replies received.
     pub received: u64,
-    /// Keepalives given up on.
+    /// Keepalives given up on (including those whose reply came back later).
     pub lost: u64,
 }
 
 /// Keepalives in flight at most; older ones are counted lost when a new one would not fit.
 const MAX_INFLIGHT: usize = 64;
-/// Weight of a new loss sample in the moving average.
-const LOSS_ALPHA: f64 = 1.0 / 8.0;
+/// Keepalives over which loss is measured ([`Quality::loss_pct`]).
+pub const LOSS_WINDOW: usize = 64;
+
+/// The outcome of one keepalive, kept while it is among the last [`LOSS_WINDOW`].
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    seq: u32,
+    sent: Instant,
+    lost: bool,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Inflight {
@@ -135,7 +149,10 @@ pub struct Probe {
     rttvar: Duration,
     last_rtt: Option<Duration>,
     jitter: Option<f64>,
-    loss: f64,
+    /// The last [`LOSS_WINDOW`] outcomes, oldest first.
+    window: VecDeque<Outcome>,
+    /// How many of `window` are lost.
+    window_lost: usize,
     lost_in_row: u32,
     down_backoff: u32,
     realtime: bool,
@@ -158,7 +175,8 @@ impl Probe {
             rttvar: Duration::ZERO,
             last_rtt: None,
             jitter: None,
-            loss: 0.0,
+            window: VecDeque::with_capacity(LOSS_WINDOW),
+            window_lost: 0,
             lost_in_row: 0,
             down_backoff: 0,
             realtime: false,
@@ -180,7 +198,7 @@ impl Probe {
             state: self.state,
             rtt_ms: self.srtt.map(|d| d.as_secs_f64() * 1e3),
             jitter_ms: self.jitter,
-            loss_pct: self.loss * 100.0,
+            loss_pct: self.window_lost as f64 * 100.0 / LOSS_WINDOW as f64,
             sent: self.sent,
             received: self.received,
             lost: self.lost,
@@ -215,8 +233,9 @@ impl Probe {
     /// Gives up on keepalives whose time ran out. Call at [`Probe::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(pos) = self.inflight.iter().position(|i| i.deadline <= now) {
-            self.inflight.remove(pos);
-            self.on_lost(now);
+            if let Some(i) = self.inflight.remove(pos) {
+                self.on_lost(now, i);
+            }
         }
     }
 
@@ -226,8 +245,9 @@ impl Probe {
             return None;
         }
         if self.inflight.len() >= MAX_INFLIGHT {
-            self.inflight.pop_front();
-            self.on_lost(now);
+            if let Some(i) = self.inflight.pop_front() {
+                self.on_lost(now, i);
+            }
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -263,18 +283,40 @@ impl Probe {
             }
             Some(pos) => {
                 // Measure from our own record of the send: the wire's copy is truncated.
-                let exact = self
-                    .inflight
-                    .remove(pos)
-                    .and_then(|i| now.checked_duration_since(i.sent));
-                self.on_rtt_sample(exact.unwrap_or(rtt));
+                if let Some(i) = self.inflight.remove(pos) {
+                    self.on_rtt_sample(now.checked_duration_since(i.sent).unwrap_or(rtt));
+                    self.record(Outcome {
+                        seq,
+                        sent: i.sent,
+                        lost: false,
+                    });
+                }
             }
-            None => {} // late or duplicate: alive, nothing to measure
+            None => {
+                // Late (given up on already) or duplicate: alive. A late one is a real RTT
+                // sample (it stretches the reply timeout) and takes its loss back.
+                let late = self
+                    .window
+                    .iter_mut()
+                    .find(|o| o.seq == seq && o.lost && same_time(o.sent, sent))
+                    .map(|o| {
+                        o.lost = false;
+                        now.checked_duration_since(o.sent).unwrap_or(rtt)
+                    });
+                if let Some(sample) = late {
+                    self.window_lost = self.window_lost.saturating_sub(1);
+                    self.on_rtt_sample(sample);
+                }
+            }
         }
         self.received += 1;
-        self.loss *= 1.0 - LOSS_ALPHA;
         self.lost_in_row = 0;
         self.down_backoff = 0;
+        if self.state == PathState::Down {
+            // Back from down: what was lost while it was down is no measure of the path now.
+            self.window.retain(|o| !o.lost);
+            self.window_lost = 0;
+        }
         self.set_state(PathState::Up);
     }
 
@@ -307,9 +349,28 @@ impl Probe {
         self.last_rtt = Some(rtt);
     }
 
-    fn on_lost(&mut self, now: Instant) {
+    /// Keeps `o` among the last [`LOSS_WINDOW`] outcomes.
+    fn record(&mut self, o: Outcome) {
+        if self.window.len() >= LOSS_WINDOW {
+            if let Some(old) = self.window.pop_front() {
+                if old.lost {
+                    self.window_lost = self.window_lost.saturating_sub(1);
+                }
+            }
+        }
+        if o.lost {
+            self.window_lost += 1;
+        }
+        self.window.push_back(o);
+    }
+
+    fn on_lost(&mut self, now: Instant, i: Inflight) {
         self.lost += 1;
-        self.loss = self.loss * (1.0 - LOSS_ALPHA) + LOSS_ALPHA;
+        self.record(Outcome {
+            seq: i.seq,
+            sent: i.sent,
+            lost: true,
+        });
         self.lost_in_row = self.lost_in_row.saturating_add(1);
         if self.lost_in_row >= self.cfg.lost_before_down {
             if self.state != PathState::Down {
@@ -531,7 +592,10 @@ mod tests {
         s.cut = false;
         s.run_until(heal + Duration::from_secs(6));
         assert_eq!(s.probe.state(), PathState::Up);
-        assert!(s.probe.quality().loss_pct > 0.0);
+        // Back from down: a fresh loss measurement; the give-ups are still counted.
+        let q = s.probe.quality();
+        assert_eq!(q.loss_pct, 0.0, "{q:?}");
+        assert!(q.lost > 3, "{q:?}");
     }
 
     #[test]
@@ -576,5 +640,76 @@ mod tests {
             "{q:?}"
         );
         assert!(q.rtt_ms.unwrap() > 10.0 && q.rtt_ms.unwrap() < 20.0);
+    }
+
+    #[test]
+    fn one_early_loss_is_one_in_the_window() {
+        let t0 = Instant::now();
+        let mut p = Probe::new(ProbeConfig::default(), t0);
+        p.poll_transmit(t0).unwrap();
+        p.handle_timeout(t0 + Duration::from_secs(2));
+        assert_eq!(p.quality().lost, 1);
+        let q = p.quality();
+        assert!(
+            (q.loss_pct - 100.0 / LOSS_WINDOW as f64).abs() < 1e-9,
+            "{q:?}"
+        );
+        // Under a strict real-time limit of 3 %.
+        assert!(q.loss_pct < 3.0);
+    }
+
+    #[test]
+    fn steady_loss_is_measured_over_the_window() {
+        let t0 = Instant::now();
+        let mut p = Probe::new(ProbeConfig::default(), t0);
+        p.set_realtime(t0, true);
+        let mut now = t0;
+        // Every 10th keepalive is lost, for many windows.
+        for i in 0..1000u64 {
+            if let Some(k) = p.poll_transmit(now) {
+                if i % 10 != 0 {
+                    p.handle_reply(now + ms(5), k.seq, k.sent);
+                }
+            }
+            now += ms(50);
+            p.handle_timeout(now);
+        }
+        let q = p.quality();
+        // 6 or 7 of the last 64, depending on where the window falls.
+        assert!(q.loss_pct > 9.0 && q.loss_pct < 11.0, "{q:?}");
+    }
+
+    #[test]
+    fn late_reply_takes_its_loss_back_and_stretches_the_timeout() {
+        let t0 = Instant::now();
+        let mut p = Probe::new(ProbeConfig::default(), t0);
+        p.set_realtime(t0, true);
+        let mut now = t0;
+        // A fast path (1 ms) measured for a while: the timeout sits at its 80 ms floor.
+        for _ in 0..20 {
+            if let Some(k) = p.poll_transmit(now) {
+                p.handle_reply(now + ms(1), k.seq, k.sent);
+            }
+            now += ms(50);
+            p.handle_timeout(now);
+        }
+        // Then one stall: the reply comes back after 150 ms, when it was given up on.
+        let k = p.poll_transmit(now).unwrap();
+        p.handle_timeout(now + ms(100));
+        assert_eq!(p.state(), PathState::Doubt);
+        assert!(p.quality().loss_pct > 0.0);
+        p.handle_reply(now + ms(150), k.seq, k.sent);
+        let q = p.quality();
+        assert_eq!(q.state, PathState::Up);
+        assert_eq!(q.loss_pct, 0.0, "{q:?}");
+        assert!(q.rtt_ms.unwrap() > 10.0, "the late sample counts: {q:?}");
+        assert!(p.reply_timeout() > ms(150), "{:?}", p.reply_timeout());
+        // A forged late reply (wrong timestamp) takes nothing back.
+        let k = p.poll_transmit(now + ms(200)).unwrap();
+        p.handle_timeout(now + ms(2000));
+        let lost = p.quality().loss_pct;
+        assert!(lost > 0.0);
+        p.handle_reply(now + ms(2100), k.seq, k.sent + ms(1));
+        assert_eq!(p.quality().loss_pct, lost);
     }
 }

@@ -76,7 +76,7 @@ pub struct MobileTunnel {
     pub rtt_ms: Option<f64>,
     /// RTT variation (jitter), ms.
     pub jitter_ms: Option<f64>,
-    /// Keepalive loss, moving average, percent.
+    /// Keepalive loss over the last 64 keepalives, percent.
     pub loss_pct: f64,
     /// Bytes sent into the tunnel.
     pub tx_bytes: u64,

@@ -102,12 +102,16 @@ fn applications_ride_their_own_tunnels_from_the_first_packet() {
     assert_eq!(
         (v["app"].as_str(), v["iface"].as_str()),
         (Some("video"), Some("wlan0")),
-        "{v}"
+        "{v}\nstatus: {}\n{}",
+        tb.status("mh"),
+        tb.logs()
     );
     assert_eq!(
         (u["app"].as_str(), u["iface"].as_str()),
         (Some("voip"), Some("umts0")),
-        "{u}"
+        "{u}\nstatus: {}\n{}",
+        tb.status("mh"),
+        tb.logs()
     );
     assert_eq!(p["app"].as_str(), Some("iperf3"), "{p}");
     // Per-application, per-path accounting.

@@ -123,6 +123,8 @@ const ACTIVITY_CHECK: Duration = Duration::from_millis(100);
 const STARTUP_SETTLE: Duration = Duration::from_secs(3);
 /// Least time between two re-associations when every tunnel went silent.
 const REASSOCIATE_EVERY: Duration = Duration::from_secs(3);
+/// Most queued events handled in one turn of the loop before timers are driven.
+const MAX_DRAIN: usize = 1024;
 
 /// Runs the mobile host until SIGINT/SIGTERM, then de-registers and leaves the host as it
 /// found it (the TUN, and the routes on it, go with the process).
@@ -284,6 +286,24 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
                 let _ = inc.reply.send(resp);
             },
             default(wait) => {}
+        }
+        // Everything already queued is handled before timers fire: after a CPU stall a
+        // keepalive reply may wait in the channel, and `drive` would otherwise declare it
+        // lost (and move real-time flows off a healthy path).
+        for _ in 0..MAX_DRAIN {
+            match events.try_recv() {
+                Ok(e) => m.on_dataplane(e),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..MAX_DRAIN {
+            match sip_rx.try_recv() {
+                Ok((from, bytes)) => {
+                    m.client
+                        .handle_datagram(Instant::now(), SigPath::Udp(from), &bytes)
+                }
+                Err(_) => break,
+            }
         }
         let now = Instant::now();
         // Associate as soon as a SIP socket exists.
