@@ -29,6 +29,12 @@ struct Cli {
 enum Cmd {
     /// Handover scenarios through UPMT (needs root).
     Handover(harness::handover::Options),
+    /// Throughput of UPMT against kernel routing, kernel VXLAN and a naive relay (needs root).
+    Throughput(harness::throughput::Options),
+    /// Small-packet forwarding rate of the anchor per core (needs root).
+    Pps(harness::pps::Options),
+    /// The anchor with many mobile hosts (needs root).
+    Scale(harness::scale::Options),
     /// Internal: send a constant-rate UDP probe to an echo server and print the trace.
     #[command(hide = true)]
     Probe {
@@ -45,6 +51,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Handover(o) => harness::handover::main(&o),
+        Cmd::Throughput(o) => harness::throughput::main(&o),
+        Cmd::Pps(o) => harness::pps::main(&o),
+        Cmd::Scale(o) => harness::scale::main(&o),
         Cmd::Probe {
             to,
             interval_us,

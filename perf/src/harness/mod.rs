@@ -1,8 +1,12 @@
 //! The benchmark harness of issue 8 (`upmt-bench`): testbed handling, the handover probe,
-//! the analysis of its traces and the SVG timeline.
+//! the analysis of its traces, the throughput, packet-rate and scale benchmarks and the SVG
+//! plots.
 
 pub(crate) mod analysis;
 pub(crate) mod handover;
+pub(crate) mod pps;
 pub(crate) mod probe;
+pub(crate) mod scale;
 pub(crate) mod svg;
 pub(crate) mod testbed;
+pub(crate) mod throughput;
