@@ -35,6 +35,38 @@ enum Cmd {
     Pps(harness::pps::Options),
     /// The anchor with many mobile hosts (needs root).
     Scale(harness::scale::Options),
+    /// Internal: the naive one-packet-per-syscall TUN <-> UDP relay (an anchor of `throughput`).
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        tun: String,
+        #[arg(long)]
+        local: SocketAddr,
+        #[arg(long)]
+        peer: SocketAddr,
+    },
+    /// Internal: the small-packet load generator (`sendmmsg` batches); prints JSON.
+    #[command(hide = true)]
+    Blast {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        src: std::net::IpAddr,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 8)]
+        flows: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Internal: a UDP socket that is never read (the kernel counts and drops).
+    #[command(hide = true)]
+    Sink {
+        #[arg(long)]
+        bind: SocketAddr,
+    },
     /// Internal: send a constant-rate UDP probe to an echo server and print the trace.
     #[command(hide = true)]
     Probe {
@@ -54,6 +86,18 @@ fn main() {
         Cmd::Throughput(o) => harness::throughput::main(&o),
         Cmd::Pps(o) => harness::pps::main(&o),
         Cmd::Scale(o) => harness::scale::main(&o),
+        Cmd::Relay { tun, local, peer } => harness::relay::relay(&tun, local, peer),
+        Cmd::Blast {
+            to,
+            src,
+            threads,
+            flows,
+            size,
+            secs,
+        } => harness::relay::blast(to, src, threads, flows, size, secs).and_then(|b| {
+            serde_json::to_writer(std::io::stdout().lock(), &b).map_err(anyhow::Error::from)
+        }),
+        Cmd::Sink { bind } => harness::relay::sink(bind),
         Cmd::Probe {
             to,
             interval_us,

@@ -1,6 +1,10 @@
-//! The handover timeline as a hand-written SVG: per scenario a panel with the probe's RTT
-//! against send time (the maximum per pixel column, so an SVG of 8000 probes stays small),
-//! lost probes as red ticks under the axis, and the events as dashed vertical lines.
+//! Hand-written SVG plots of the harness.
+//!
+//! - [`render`]: the handover timeline: per scenario a panel with the probe's RTT against
+//!   send time (the maximum per pixel column, so an SVG of 8000 probes stays small), lost
+//!   probes as red ticks under the axis, and the events as dashed vertical lines.
+//! - [`bars`]: throughput / rate bars of every variant against the anchors, one panel per
+//!   test, the median as the bar and the range of the repeats as a whisker.
 
 use std::fmt::Write as _;
 
@@ -172,6 +176,146 @@ pub(crate) fn render(title: &str, panels: &[Panel]) -> String {
     s
 }
 
+/// One bar of [`bars`]: a variant's median and range, or why it has none.
+pub(crate) struct Bar {
+    pub(crate) label: String,
+    /// (median, min, max); `None`: unavailable.
+    pub(crate) value: Option<(f64, f64, f64)>,
+    /// Shown instead of a bar when `value` is `None`.
+    pub(crate) note: String,
+    /// Anchors are drawn grey, UPMT variants blue.
+    pub(crate) anchor: bool,
+}
+
+/// One panel of [`bars`]: a test and its bars.
+pub(crate) struct BarPanel {
+    pub(crate) title: String,
+    pub(crate) unit: String,
+    pub(crate) bars: Vec<Bar>,
+}
+
+const BAR_H: f64 = 18.0;
+const BAR_LEFT: f64 = 230.0;
+
+/// Horizontal bar charts (median bar, min-max whisker, value label), one panel per test.
+pub(crate) fn bars(title: &str, panels: &[BarPanel]) -> String {
+    let pw = W - BAR_LEFT - 110.0;
+    let heights: Vec<f64> = panels
+        .iter()
+        .map(|p| 40.0 + BAR_H * p.bars.len() as f64)
+        .collect();
+    let h = 50.0 + heights.iter().sum::<f64>();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="18" font-size="14" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
+    let mut y = 36.0;
+    for (p, ph) in panels.iter().zip(&heights) {
+        let vmax = nice_ceil(
+            p.bars
+                .iter()
+                .filter_map(|b| b.value.map(|v| v.2.max(v.0)))
+                .fold(0.0, f64::max),
+        );
+        let x_of = |v: f64| BAR_LEFT + (v / vmax).clamp(0.0, 1.0) * pw;
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="{:.1}" font-weight="bold">{} ({})</text>"#,
+            y + 12.0,
+            esc(&p.title),
+            esc(&p.unit)
+        );
+        let top = y + 20.0;
+        let bottom = top + BAR_H * p.bars.len() as f64;
+        for (frac, label) in [(0.0, 0.0), (0.5, vmax / 2.0), (1.0, vmax)] {
+            let x = BAR_LEFT + frac * pw;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="#555">{}</text>"##,
+                bottom + 11.0,
+                fmt_num(label)
+            );
+        }
+        for (i, b) in p.bars.iter().enumerate() {
+            let by = top + BAR_H * i as f64;
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                BAR_LEFT - 6.0,
+                by + 13.0,
+                esc(&b.label)
+            );
+            match b.value {
+                Some((med, lo, hi)) => {
+                    let fill = if b.anchor { "#9e9e9e" } else { "#1f77b4" };
+                    let _ = writeln!(
+                        s,
+                        r#"<rect x="{BAR_LEFT}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
+                        by + 3.0,
+                        x_of(med) - BAR_LEFT,
+                        BAR_H - 6.0
+                    );
+                    let (xl, xh, ym) = (x_of(lo), x_of(hi), by + BAR_H / 2.0);
+                    let _ = writeln!(
+                        s,
+                        r##"<path d="M{xl:.1},{ym:.1}H{xh:.1}M{xl:.1},{:.1}V{:.1}M{xh:.1},{:.1}V{:.1}" stroke="#222" fill="none"/>"##,
+                        ym - 4.0,
+                        ym + 4.0,
+                        ym - 4.0,
+                        ym + 4.0
+                    );
+                    let _ = writeln!(
+                        s,
+                        r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+                        xh.max(x_of(med)) + 5.0,
+                        by + 13.0,
+                        fmt_num(med)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        r##"<text x="{:.1}" y="{:.1}" fill="#d62728">{}</text>"##,
+                        BAR_LEFT + 4.0,
+                        by + 13.0,
+                        esc(&b.note)
+                    );
+                }
+            }
+        }
+        y += ph;
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="10" y="{:.1}" fill="#555">bar: median of the repeats; whisker: min-max; grey: anchors (kernel, naive relay), blue: UPMT</text>"##,
+        h - 8.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A short number for axis and bar labels.
+fn fmt_num(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 0.1 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +350,38 @@ mod tests {
         // The outage splits the RTT line in two.
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("#d62728"));
+    }
+
+    #[test]
+    fn bars_with_whiskers_and_unavailable() {
+        let svg = bars(
+            "thr <1>",
+            &[BarPanel {
+                title: "TCP 1 flow".into(),
+                unit: "Gb/s".into(),
+                bars: vec![
+                    Bar {
+                        label: "kernel routing".into(),
+                        value: Some((8.9, 8.5, 9.2)),
+                        note: String::new(),
+                        anchor: true,
+                    },
+                    Bar {
+                        label: "upmt offload".into(),
+                        value: None,
+                        note: "unavailable: unknown field".into(),
+                        anchor: false,
+                    },
+                ],
+            }],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("thr &lt;1&gt;"));
+        assert!(svg.contains(">8.90<") && svg.contains("unavailable: unknown field"));
+        assert_eq!(svg.matches("<path").count(), 1);
+        // Axis up to 10 (nice bound of 9.2).
+        assert!(svg.contains(">10.0<"));
+        assert_eq!(fmt_num(0.0123), "0.012");
+        assert_eq!(fmt_num(1234.0), "1234");
     }
 }

@@ -1,0 +1,134 @@
+//! The naive TUN <-> UDP relay anchor (`upmt-bench relay`, internal): one packet per
+//! syscall, blocking, two threads (TUN -> `send`, `recv` -> TUN), no offloads, no batching.
+//! It is the baseline DESIGN.md section 5 measures the data plane against (0.79 Gb/s on
+//! 2026-11-23).
+//!
+//! Also the small-packet load generator (`upmt-bench blast`, internal): several threads,
+//! each with its own UDP flows, sending 64-datagram `sendmmsg` batches as fast as it can.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use perf::sys;
+
+/// Runs the relay until killed.
+pub(crate) fn relay(tun: &str, local: SocketAddr, peer: SocketAddr) -> Result<()> {
+    let dev = sys::open_tun(tun).with_context(|| format!("opening TUN {tun}"))?;
+    let sock = UdpSocket::bind(local).with_context(|| format!("binding {local}"))?;
+    sock.connect(peer)
+        .with_context(|| format!("connecting to {peer}"))?;
+    let (mut dev_rd, mut dev_wr) = (dev.try_clone().context("TUN fd")?, dev);
+    let (sock_rd, sock_wr) = (sock.try_clone().context("socket")?, sock);
+    let up = std::thread::spawn(move || -> Result<()> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = dev_rd.read(&mut buf).context("TUN read")?;
+            if let Some(p) = buf.get(..n) {
+                // The peer may not be there yet (ECONNREFUSED): drop, like a lossy path.
+                let _ = sock_wr.send(p);
+            }
+        }
+    });
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if up.is_finished() {
+            return match up.join() {
+                Ok(r) => r,
+                Err(_) => anyhow::bail!("TUN reader thread panicked"),
+            };
+        }
+        match sock_rd.recv(&mut buf) {
+            Ok(n) => {
+                if let Some(p) = buf.get(..n) {
+                    // A malformed packet is refused by the kernel: drop it.
+                    let _ = dev_wr.write(p);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e).context("UDP recv"),
+        }
+    }
+}
+
+/// The load generator's result.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Blast {
+    pub(crate) sent: u64,
+    pub(crate) send_errors: u64,
+    pub(crate) secs: f64,
+}
+
+/// Sends `size`-byte UDP datagrams to `to` from `src` on `flows` flows (source ports) over
+/// `threads` threads for `secs`.
+pub(crate) fn blast(
+    to: SocketAddr,
+    src: std::net::IpAddr,
+    threads: usize,
+    flows: usize,
+    size: usize,
+    secs: f64,
+) -> Result<Blast> {
+    let threads = threads.clamp(1, 64);
+    let flows = flows.max(threads);
+    let mut socks: Vec<Vec<UdpSocket>> = (0..threads).map(|_| Vec::new()).collect();
+    for i in 0..flows {
+        let s =
+            UdpSocket::bind(SocketAddr::new(src, 0)).with_context(|| format!("binding {src}"))?;
+        s.connect(to)
+            .with_context(|| format!("connecting to {to}"))?;
+        if let Some(v) = socks.get_mut(i % threads) {
+            v.push(s);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let payload = vec![0x5au8; size.clamp(1, 65507)];
+    let t0 = Instant::now();
+    let handles: Vec<_> = socks
+        .into_iter()
+        .map(|v| {
+            let (stop, sent, errors, payload) =
+                (stop.clone(), sent.clone(), errors.clone(), payload.clone());
+            std::thread::spawn(move || {
+                let (mut n, mut e) = (0u64, 0u64);
+                'run: loop {
+                    for s in &v {
+                        if stop.load(Ordering::Relaxed) {
+                            break 'run;
+                        }
+                        match sys::send_batch(s, &payload, sys::MAX_BATCH) {
+                            Ok(k) => n += k as u64,
+                            Err(_) => e += 1,
+                        }
+                    }
+                }
+                sent.fetch_add(n, Ordering::Relaxed);
+                errors.fetch_add(e, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(Blast {
+        sent: sent.load(Ordering::Relaxed),
+        send_errors: errors.load(Ordering::Relaxed),
+        secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// A UDP socket that is never read (the pps bench's receiver: the kernel counts and drops,
+/// no ICMP port-unreachable comes back). Runs until killed.
+pub(crate) fn sink(bind: SocketAddr) -> Result<()> {
+    let _s = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,53 @@
+//! Batched UDP sends (`sendmmsg`) for the harness's load generator, and the kernel's clock
+//! tick (for `/proc` CPU times).
+
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+
+/// Most datagrams one [`send_batch`] hands to the kernel.
+pub const MAX_BATCH: usize = 64;
+
+/// Sends `count` (at most [`MAX_BATCH`]) copies of `payload` on the connected socket `sock`
+/// with one `sendmmsg`; returns how many the kernel took.
+pub fn send_batch(sock: &UdpSocket, payload: &[u8], count: usize) -> io::Result<usize> {
+    let count = count.min(MAX_BATCH);
+    let mut iov = [libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    }; MAX_BATCH];
+    // SAFETY: `mmsghdr` is plain old data for which all-zero is a valid value (null
+    // name and control, zero lengths).
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs[..count]` are initialised headers whose single iovec points at
+    // `payload`, which outlives the call and which the kernel only reads; the socket is
+    // connected, so no destination address is needed; the descriptor is owned by `sock`.
+    let n = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Clock ticks per second of `/proc/*/stat` and `/proc/stat` (`sysconf(_SC_CLK_TCK)`),
+/// 100 if the call fails.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant of the running system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
