@@ -2,7 +2,7 @@
 //! 1 ms UDP echo probe and a bulk TCP flow (iperf3) running across each event.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -328,6 +328,31 @@ fn parse_iperf(json: &str) -> (Vec<Interval>, Option<u64>) {
     (intervals, retransmits)
 }
 
+/// The child's output once it exits, or after `deadline` (then it is killed, by PID, and
+/// what it wrote so far comes back).
+fn wait_until(child: Child, deadline: Instant) -> Result<Output> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(left) {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            eprint!("(killing a client that outlived its run: pid {pid}) ");
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            rx.recv_timeout(Duration::from_secs(5))
+                .context("the killed client did not exit")?
+                .map_err(anyhow::Error::from)
+        }
+    }
+}
+
 fn spawn_piped(mut c: Command) -> Result<Child> {
     c.stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -346,9 +371,16 @@ fn run_once(
 ) -> Result<(Run, Trace)> {
     // Start from flows on wlan0 with both tunnels up.
     if !wait_tunnels(tb, Duration::from_secs(15), both_up) {
+        let status = tb.upmt(&["status"]).unwrap_or_default();
+        let logs = tb
+            .script(&["upmt", "logs"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let tail: Vec<&str> = logs.lines().rev().take(40).collect();
         bail!(
-            "the tunnels did not come (back) up before {} run {run}",
-            sc.name()
+            "the tunnels did not come (back) up before {} run {run}\n{status}\n{}",
+            sc.name(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
     tb.upmt(&["handover", "--all", "--to", "wlan0"])?;
@@ -401,8 +433,10 @@ fn run_once(
     }
     sleep(Duration::from_millis(500));
     let flows_after = flow_ifaces(tb);
-    let probe_out = probe.wait_with_output().context("waiting for the probe")?;
-    let iperf_out = iperf.wait_with_output().context("waiting for iperf3")?;
+    // A client stuck on a dead path must not hang the harness: killed 15 s past its end.
+    let deadline = t0 + flow + Duration::from_secs(15);
+    let probe_out = wait_until(probe, deadline).context("waiting for the probe")?;
+    let iperf_out = wait_until(iperf, deadline).context("waiting for iperf3")?;
     let rto1 = tb.tcp_timeouts().ok();
     if let Some(u) = sc.undo() {
         let mut args = u.to_vec();

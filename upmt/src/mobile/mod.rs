@@ -800,6 +800,41 @@ impl Mobile {
         if !signal.is_empty() {
             self.signal_moves(now, to, &signal);
         }
+        // Flows the policy placed but that ride a tunnel that is no longer usable (a manual
+        // `handover --all` took them off the policy's path, which then saw no reason to move
+        // them when that path died): back onto the policy's current path for their class.
+        let mut back: BTreeMap<u32, Vec<FlowKey>> = BTreeMap::new();
+        for f in &stats.flows {
+            let Some(info) = self.flows.get(&f.key) else {
+                continue;
+            };
+            let Some(on) = f.tunnel.filter(|t| *t != dataplane::BLOCKED) else {
+                continue;
+            };
+            if self.tunnels.get(&on).is_some_and(|t| t.usable()) {
+                continue;
+            }
+            let decision = self
+                .policy
+                .as_ref()
+                .and_then(|ps| ps.engine.current(&info.class))
+                .cloned();
+            if let Some(link) = decision.and_then(|d| self.target_of(&d)) {
+                if link != on {
+                    back.entry(link).or_default().push(f.key);
+                }
+            }
+        }
+        for (link, keys) in back {
+            tracing::info!(
+                flows = keys.len(),
+                to = ?self.iface_of(link),
+                "flows off a dead path, back to their policy's path"
+            );
+            let set = keys.iter().map(|k| (*k, Some(link))).collect();
+            let _ = self.engine.handle().send(Command::SetFlows(set));
+            self.signal_moves(now, link, &keys);
+        }
     }
 
     fn iface_of(&self, link: u32) -> Option<String> {
