@@ -383,13 +383,14 @@ fn table(summary: &[Summary]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<30} {:>20} {:>20} {:>20} {:>12} {:>11} {:>9}",
+        "{:<30} {:>20} {:>20} {:>20} {:>10} {:>10} {:>10} {:>8}",
         "variant",
         "TCP 1 flow Gb/s",
         "TCP 4 flows Gb/s",
         "UDP Gb/s (rx if)",
-        "UDP kpkt/s",
-        "cores/Gb/s",
+        "UDP kpps",
+        "cores/Gbps",
+        "upmt cores",
         "sysc/pkt"
     );
     for s in summary {
@@ -590,9 +591,9 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
     print!("{}", table(&summary));
     println!(
         "\nTCP: iperf3 receiver goodput; UDP: {UDP_LEN}-byte datagrams at full rate, bytes and packets at ch's eth0;\n\
-         cores/Gbps: busy cores of the whole machine during the 1-flow run per Gb/s; upmt cores: CPU of the two\n\
-         UPMT daemons during that run; sysc/pkt: UPMT mobile host's\n\
-         data-plane syscalls per inner packet (a TCP super-packet counts as its segments)"
+         cores/Gbps: busy cores of the whole machine during the 1-flow run per Gb/s; upmt cores: CPU of the\n\
+         two UPMT daemons during that run; sysc/pkt: the UPMT mobile host's data-plane syscalls per inner packet\n\
+         (a TCP super-packet counts as its segments)"
     );
     eprintln!("  done in {:.0} s", t_start.elapsed().as_secs_f64());
     if let Some(p) = &opts.json {
