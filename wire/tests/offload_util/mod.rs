@@ -83,7 +83,8 @@ impl Spec {
                     dont_frag: self.dont_frag,
                     dscp_ecn: 0,
                 };
-                r.emit(&mut ipv4::Packet::new_unchecked(&mut buf[..])).unwrap();
+                r.emit(&mut ipv4::Packet::new_unchecked(&mut buf[..]))
+                    .unwrap();
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let r = ipv6::Repr {
@@ -93,7 +94,8 @@ impl Spec {
                     payload_len: tcp_len,
                     hop_limit: 64,
                 };
-                r.emit(&mut ipv6::Packet::new_unchecked(&mut buf[..])).unwrap();
+                r.emit(&mut ipv6::Packet::new_unchecked(&mut buf[..]))
+                    .unwrap();
             }
             _ => unreachable!(),
         }
