@@ -167,3 +167,27 @@ fn handover_quick_runs_every_scenario() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pps_quick_measures_both_anchors() {
+    require_prerequisites();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("pq{}-", std::process::id() % 100_000);
+    let dir = scratch("pps");
+    let v = run(&["pps", "--quick", "--secs", "1"], &prefix, &dir);
+    let summary = v["summary"].as_array().expect("summary");
+    assert_eq!(summary.len(), 2, "{v}");
+    for s in summary {
+        let name = s["variant"].as_str().unwrap();
+        assert!(s["note"].is_null(), "{name}: {}", s["note"]);
+        let d = s["delivered_pps"]["median"].as_f64().unwrap_or(0.0);
+        let o = s["offered_pps"]["median"].as_f64().unwrap_or(0.0);
+        assert!(d > 1000.0 && d <= o * 1.05, "{name}: delivered {d} of {o}");
+    }
+    let sc = summary[1]["anchor_syscalls_per_packet"]["median"]
+        .as_f64()
+        .unwrap();
+    assert!(sc > 0.0 && sc < 10.0, "{sc}");
+    assert!(v["ratio_upmt_to_kernel"].as_f64().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -61,6 +61,26 @@ enum Cmd {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    /// Internal: inner packets through a registered tunnel, from its own address (`pps`).
+    #[command(hide = true)]
+    BlastTunnel {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long)]
+        anchor: SocketAddr,
+        #[arg(long)]
+        vipa: std::net::Ipv4Addr,
+        #[arg(long)]
+        dst: std::net::SocketAddrV4,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 64)]
+        flows: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
     /// Internal: a UDP socket that is never read (the kernel counts and drops).
     #[command(hide = true)]
     Sink {
@@ -97,6 +117,16 @@ fn main() {
         } => harness::relay::blast(to, src, threads, flows, size, secs).and_then(|b| {
             serde_json::to_writer(std::io::stdout().lock(), &b).map_err(anyhow::Error::from)
         }),
+        Cmd::BlastTunnel {
+            bind,
+            anchor,
+            vipa,
+            dst,
+            threads,
+            flows,
+            size,
+            secs,
+        } => harness::pps::blast_tunnel_main(bind, anchor, vipa, dst, threads, flows, size, secs),
         Cmd::Sink { bind } => harness::relay::sink(bind),
         Cmd::Probe {
             to,

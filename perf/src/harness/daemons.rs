@@ -24,6 +24,8 @@ pub(crate) struct Setup {
     pub(crate) nat: Nat,
     /// `[dataplane] offload` in both files; `None` leaves the key out (the daemon's default).
     pub(crate) offload: Option<bool>,
+    /// `[dataplane] shards` of the anchor (pinned); `None`: the default (one per core).
+    pub(crate) shards: Option<u32>,
 }
 
 /// Why a variant could not run: the daemon refused its configuration.
@@ -65,6 +67,9 @@ pub(crate) fn anchor_toml(s: Setup, credentials: &Path, max_hosts: u32) -> Strin
     let _ = writeln!(t, "[dataplane]\ntun = \"upmt-an0\"");
     if let Some(o) = s.offload {
         let _ = writeln!(t, "offload = {o}");
+    }
+    if let Some(n) = s.shards {
+        let _ = writeln!(t, "shards = {n}\npin = true");
     }
     let _ = writeln!(t, "\n[limits]\nmax_hosts = {max_hosts}");
     t
@@ -253,13 +258,16 @@ mod tests {
         let s = Setup {
             nat: Nat::Kernel,
             offload: Some(true),
+            shards: Some(1),
         };
         let a = anchor_toml(s, Path::new("/tmp/c.toml"), 10);
         assert!(a.contains("mode = \"kernel\"") && a.contains("uplink = \"eth1\""));
         assert!(a.contains("offload = true") && a.contains("\"/tmp/c.toml\""));
+        assert!(a.contains("shards = 1\npin = true"));
         let m = mobile_toml(Setup {
             nat: Nat::Upmt,
             offload: None,
+            shards: None,
         });
         assert!(!m.contains("offload") && m.contains("name = \"wlan0\""));
         let c = credentials_toml(3);

@@ -255,6 +255,16 @@ impl Line {
             .and_then(|p| p.child.try_wait().ok().flatten())
     }
 
+    /// Ends process `label` at once (SIGKILL, by PID): it gets no chance to clean up (a
+    /// mobile host that does not de-register).
+    pub(crate) fn kill(&mut self, label: &str) {
+        if let Some(i) = self.procs.iter().position(|p| p.label == label) {
+            let mut p = self.procs.remove(i);
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
     /// Ends process `label`: SIGTERM (by PID), SIGKILL after `grace`.
     pub(crate) fn stop(&mut self, label: &str, grace: Duration) {
         let Some(i) = self.procs.iter().position(|p| p.label == label) else {

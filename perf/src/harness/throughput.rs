@@ -114,6 +114,7 @@ fn upmt(nat: Nat, offload: bool) -> Variant {
     Variant::Upmt(Setup {
         nat,
         offload: Some(offload),
+        shards: None,
     })
 }
 
