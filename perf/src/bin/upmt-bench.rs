@@ -1,14 +1,18 @@
-//! `upmt-bench`: the UPMT benchmark harness (issue 8).
+//! `upmt-bench`: the UPMT benchmark harness (issue 8). Every subcommand needs root.
 //!
 //! ```text
-//! upmt-bench handover [--quick] [--repeats N] [--json FILE] [--svg FILE] [--prefix P]
+//! upmt-bench throughput [--quick] [--repeats N] [--secs S] [--json FILE] [--svg FILE] [--only V,..]
+//! upmt-bench handover   [--quick] [--repeats N] [--json FILE] [--svg FILE] [--only S,..]
+//! upmt-bench pps        [--quick] [--repeats N] [--secs S] [--size B] [--flows N] [--json FILE]
+//! upmt-bench scale      (not built yet)
 //! ```
-//! `handover` builds a reference testbed of its own (`scripts/testbed.sh`, unique prefix,
-//! removed at the end even on error), starts UPMT, and runs the handover scenarios with a
-//! 1 ms UDP echo probe and a bulk TCP flow across each event. See docs/benchmarks/harness.md.
+//! Each builds namespaces of its own (unique prefix, removed at the end even on error),
+//! starts UPMT and its anchors side by side, prints a table and writes JSON (and SVG
+//! plots). See docs/benchmarks/harness.md.
 //!
-//! `probe` is internal: the probe sender the harness runs inside the mobile host's
-//! namespace; it prints the trace as JSON.
+//! `probe`, `relay`, `blast`, `blast-tunnel` and `sink` are internal: the pieces the harness
+//! runs inside the namespaces (the handover probe, the naive relay anchor, the load
+//! generators, a receiver that is never read).
 
 #[path = "../harness/mod.rs"]
 mod harness;
