@@ -20,6 +20,7 @@ use rand::SeedableRng as _;
 use signaling_proto::body::{FlowMatch, Proto};
 use signaling_proto::credentials::Credentials;
 use signaling_proto::path::Path as SigPath;
+use signaling_proto::rate::RateLimit;
 use signaling_proto::registrar::{Event as RegEvent, Registrar, RegistrarConfig};
 
 use crate::config::{AnchorConfig, NatMode};
@@ -51,6 +52,13 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
         min_expires: cfg.sip.min_expires_s,
         max_expires: cfg.sip.max_expires_s,
         max_tunnels_per_host: cfg.limits.max_tunnels_per_host as usize,
+        algorithms: cfg.sip.digest_algorithms(),
+        // 0 turns the per-source limit off.
+        rate_limit: (cfg.sip.rate_limit_per_source > 0).then(|| RateLimit {
+            per_second: f64::from(cfg.sip.rate_limit_per_source),
+            burst: 2.0 * f64::from(cfg.sip.rate_limit_per_source),
+            ..RateLimit::default()
+        }),
         ..RegistrarConfig::default()
     };
     let mut registrar = Registrar::new(

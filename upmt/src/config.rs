@@ -210,6 +210,20 @@ pub struct AnchorSip {
     /// Requests per second accepted from one source address before 503.
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_source: u32,
+    /// Digest algorithms offered in challenges, most preferred first (`"SHA-256"`, `"MD5"`).
+    /// Clients answer one of them; SIPp 3.6 answers only the first and only MD5.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+impl AnchorSip {
+    /// The configured Digest algorithms (validated at load).
+    pub fn digest_algorithms(&self) -> Vec<signaling_proto::auth::Algorithm> {
+        self.algorithms
+            .iter()
+            .filter_map(|a| signaling_proto::auth::Algorithm::from_name(Some(a)))
+            .collect()
+    }
 }
 
 /// `[tunnel]` of the anchor.
@@ -493,6 +507,9 @@ fn default_min_expires() -> u32 {
 fn default_rate_limit() -> u32 {
     50
 }
+fn default_algorithms() -> Vec<String> {
+    vec!["SHA-256".to_owned(), "MD5".to_owned()]
+}
 fn default_pool() -> Ipv4Cidr {
     Ipv4Cidr {
         addr: Ipv4Addr::new(100, 64, 0, 0),
@@ -613,6 +630,17 @@ impl AnchorConfig {
                 path,
                 "sip.min_expires_s",
                 "need 0 < min_expires_s <= max_expires_s",
+            ));
+        }
+        if self.sip.algorithms.is_empty()
+            || self.sip.algorithms.iter().any(|a| {
+                signaling_proto::auth::Algorithm::from_name(Some(a)).is_none()
+            })
+        {
+            return Err(invalid(
+                path,
+                "sip.algorithms",
+                "a non-empty list of \"SHA-256\" and/or \"MD5\"",
             ));
         }
         if self.vipa.pool.len > 30 {
@@ -853,6 +881,11 @@ mod tests {
         let a = AnchorConfig::load(&root.join("anchor.toml")).unwrap();
         assert_eq!(a.tunnel.listen.port(), 1800);
         assert_eq!(a.nat.public, vec![Ipv4Addr::new(198, 18, 2, 100)]);
+        use signaling_proto::auth::Algorithm;
+        assert_eq!(
+            a.sip.digest_algorithms(),
+            vec![Algorithm::Sha256, Algorithm::Md5]
+        );
         let m = MobileConfig::load(&root.join("mobile.toml")).unwrap();
         assert_eq!(m.interfaces.len(), 2);
         assert!(!m.password().unwrap().is_empty());
@@ -869,6 +902,32 @@ mod tests {
         );
         let e = AnchorConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("listen_typo"), "{e}");
+    }
+
+    #[test]
+    fn digest_algorithms_are_checked() {
+        use signaling_proto::auth::Algorithm;
+        let d = tmpdir("algorithms");
+        write(&d, "creds", "");
+        let load = |name: &str, algos: &str| {
+            let p = write(
+                &d,
+                name,
+                &format!(
+                    "[sip]\ncredentials = \"creds\"\nalgorithms = {algos}\n[nat]\npublic = [\"198.18.2.100\"]\n"
+                ),
+            );
+            AnchorConfig::load(&p)
+        };
+        let a = load("md5.toml", "[\"md5\", \"SHA-256\"]").unwrap();
+        assert_eq!(
+            a.sip.digest_algorithms(),
+            vec![Algorithm::Md5, Algorithm::Sha256]
+        );
+        for (i, bad) in ["[]", "[\"SHA-512\"]", "[\"MD5\", \"\"]"].iter().enumerate() {
+            let e = load(&format!("bad{i}.toml"), bad).unwrap_err().to_string();
+            assert!(e.contains("sip.algorithms"), "{bad}: {e}");
+        }
     }
 
     #[test]
