@@ -100,6 +100,9 @@ impl ShardLink {
     }
 }
 
+/// Most flows a stats snapshot lists (the count covers them all).
+pub const FLOWS_LISTED: usize = 100_000;
+
 struct Core {
     tables: Arc<Tables>,
     stats: Vec<Arc<ShardStats>>,
@@ -108,7 +111,8 @@ struct Core {
 impl Core {
     fn snapshot(&self) -> StatsSnapshot {
         let mut s = self.counters();
-        s.flows = self.tables.flows(100_000);
+        s.flows = self.tables.flows(FLOWS_LISTED);
+        s.flow_count = self.tables.flow_count() as u64;
         s
     }
 
@@ -134,6 +138,7 @@ impl Core {
                 })
                 .collect(),
             flows: Vec::new(),
+            flow_count: self.tables.flow_count() as u64,
         }
     }
 }

@@ -63,7 +63,7 @@ pub mod sys;
 pub use control::{
     Backend, Command, EngineConfig, Event, KernelNat, Mode, Napt, NatHook, OffloadFaults,
 };
-pub use engine::{Engine, EngineError, EngineHandle};
+pub use engine::{Engine, EngineError, EngineHandle, FLOWS_LISTED};
 pub use pkt::{control_frame, ControlKind, FlowKey, CONTROL_HEADER_LEN, KEEPALIVE_BODY_LEN};
 pub use stats::{
     DropReason, FlowSnapshot, OffloadSnapshot, ShardSnapshot, StatsSnapshot, TunnelSnapshot,

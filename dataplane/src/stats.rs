@@ -282,8 +282,10 @@ pub struct StatsSnapshot {
     pub shards: Vec<ShardSnapshot>,
     /// Per tunnel.
     pub tunnels: Vec<TunnelSnapshot>,
-    /// Per flow (bounded by the PAFT size).
+    /// Per flow: the first [`crate::FLOWS_LISTED`] of the table.
     pub flows: Vec<FlowSnapshot>,
+    /// Flows in the table (all of them, listed or not).
+    pub flow_count: u64,
 }
 
 impl StatsSnapshot {

@@ -351,7 +351,6 @@ impl Tables {
     }
 
     /// Number of flows.
-    #[cfg(test)]
     pub(crate) fn flow_count(&self) -> usize {
         self.paft.len()
     }

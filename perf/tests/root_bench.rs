@@ -38,7 +38,7 @@ fn require_prerequisites() {
         "0",
         "benchmark harness smoke tests need root (network namespaces, TUN): run `sudo scripts/test.sh`"
     );
-    for tool in ["ip", "nft", "iperf3", "ss", "ping"] {
+    for tool in ["ip", "nft", "iperf3", "ss", "ping", "sipp", "taskset"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -189,5 +189,51 @@ fn pps_quick_measures_both_anchors() {
         .unwrap();
     assert!(sc > 0.0 && sc < 10.0, "{sc}");
     assert!(v["ratio_upmt_to_kernel"].as_f64().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn scale_quick_holds_every_host_and_flow() {
+    require_prerequisites();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("sq{}-", std::process::id() % 100_000);
+    let dir = scratch("scale");
+    let v = run(
+        &["scale", "--quick", "--registrations", "300", "--secs", "1"],
+        &prefix,
+        &dir,
+    );
+    let sipp = &v["sipp"];
+    assert!(sipp["error"].is_null(), "{sipp}");
+    assert_eq!(sipp["successful"].as_u64(), Some(300), "{sipp}");
+    assert!(
+        sipp["associations_per_s"].as_f64().unwrap_or(0.0) > 10.0,
+        "{sipp}"
+    );
+    assert!(sipp["hosts_held"].as_u64().unwrap_or(0) >= 300, "{sipp}");
+    let h = &v["hosts"];
+    assert_eq!(h["hosts_up"].as_u64(), Some(64), "{h}");
+    // Every flow of every host is in the anchor's flow table and NAT (0.1 % slack).
+    let flows = 64 * 256;
+    for k in ["nat_mappings", "anchor_flows"] {
+        let n = h[k].as_u64().unwrap_or(0);
+        assert!(n >= flows - flows / 1000 && n <= flows, "{k} {n}: {h}");
+    }
+    assert!(
+        h["bytes_per_flow"]
+            .as_f64()
+            .is_some_and(|b| b > 0.0 && b < 100_000.0),
+        "{h}"
+    );
+    let summary = v["summary"].as_array().expect("summary");
+    assert_eq!(summary.len(), 2, "{v}");
+    for s in summary {
+        assert!(s["note"].is_null(), "{s}");
+        assert!(
+            s["delivered_pps"]["median"].as_f64().unwrap_or(0.0) > 1000.0,
+            "{s}"
+        );
+    }
+    assert!(v["ratio_all_to_hot"].as_f64().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }

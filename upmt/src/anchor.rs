@@ -468,17 +468,21 @@ fn answer(
         Request::Status => {
             let now = Instant::now();
             let stats = engine.handle().stats();
+            // One pass over the listed flows (a scan per host would be hosts x flows).
+            let mut per_vipa: HashMap<std::net::IpAddr, u64> = HashMap::new();
+            for f in &stats.flows {
+                *per_vipa.entry(f.key.src).or_default() += 1;
+            }
             let mut hs: Vec<AnchorHost> = hosts
                 .iter()
                 .map(|(user, h)| AnchorHost {
                     id: user.clone(),
                     vipa: h.vipa,
                     expires_in_s: h.expires_at.saturating_duration_since(now).as_secs(),
-                    flows: stats
-                        .flows
-                        .iter()
-                        .filter(|f| f.key.src == std::net::IpAddr::V4(h.vipa))
-                        .count() as u64,
+                    flows: per_vipa
+                        .get(&std::net::IpAddr::V4(h.vipa))
+                        .copied()
+                        .unwrap_or(0),
                     tunnels: h
                         .tunnels
                         .iter()
@@ -498,6 +502,8 @@ fn answer(
             let s = AnchorStatus {
                 role: "anchor".into(),
                 hosts: hs,
+                flows: stats.flow_count,
+                flows_listed: stats.flows.len() as u64,
                 nat: NatStatus {
                     mode: match cfg.nat.mode {
                         NatMode::Upmt => "upmt".into(),

@@ -633,9 +633,11 @@ impl AnchorConfig {
             ));
         }
         if self.sip.algorithms.is_empty()
-            || self.sip.algorithms.iter().any(|a| {
-                signaling_proto::auth::Algorithm::from_name(Some(a)).is_none()
-            })
+            || self
+                .sip
+                .algorithms
+                .iter()
+                .any(|a| signaling_proto::auth::Algorithm::from_name(Some(a)).is_none())
         {
             return Err(invalid(
                 path,
@@ -924,7 +926,10 @@ mod tests {
             a.sip.digest_algorithms(),
             vec![Algorithm::Md5, Algorithm::Sha256]
         );
-        for (i, bad) in ["[]", "[\"SHA-512\"]", "[\"MD5\", \"\"]"].iter().enumerate() {
+        for (i, bad) in ["[]", "[\"SHA-512\"]", "[\"MD5\", \"\"]"]
+            .iter()
+            .enumerate()
+        {
             let e = load(&format!("bad{i}.toml"), bad).unwrap_err().to_string();
             assert!(e.contains("sip.algorithms"), "{bad}: {e}");
         }

@@ -108,8 +108,15 @@ pub struct MobileFlow {
 pub struct AnchorStatus {
     /// `"anchor"`.
     pub role: String,
-    /// Associated hosts.
+    /// Associated hosts (their `flows`: among the listed flows, see `flows_listed`).
     pub hosts: Vec<AnchorHost>,
+    /// Flows in the anchor's flow table, all shards.
+    #[serde(default)]
+    pub flows: u64,
+    /// Flows the per-host counts were taken from (the table's first
+    /// [`dataplane::FLOWS_LISTED`]; equal to `flows` below that).
+    #[serde(default)]
+    pub flows_listed: u64,
     /// NAT state.
     pub nat: NatStatus,
     /// Data-plane drop counters by reason.

@@ -4,15 +4,15 @@
 //! upmt-bench throughput [--quick] [--repeats N] [--secs S] [--json FILE] [--svg FILE] [--only V,..]
 //! upmt-bench handover   [--quick] [--repeats N] [--json FILE] [--svg FILE] [--only S,..]
 //! upmt-bench pps        [--quick] [--repeats N] [--secs S] [--size B] [--flows N] [--json FILE]
-//! upmt-bench scale      (not built yet)
+//! upmt-bench scale      [--quick] [--registrations N] [--hosts N] [--flows-per-host N] [--json FILE]
 //! ```
 //! Each builds namespaces of its own (unique prefix, removed at the end even on error),
 //! starts UPMT and its anchors side by side, prints a table and writes JSON (and SVG
 //! plots). See docs/benchmarks/harness.md.
 //!
-//! `probe`, `relay`, `blast`, `blast-tunnel` and `sink` are internal: the pieces the harness
+//! `probe`, `relay`, `blast`, `blast-tunnel`, `sim-hosts` and `sink` are internal: the pieces the harness
 //! runs inside the namespaces (the handover probe, the naive relay anchor, the load
-//! generators, a receiver that is never read).
+//! generators, many simulated mobile hosts, a receiver that is never read).
 
 #[path = "../harness/mod.rs"]
 mod harness;
@@ -85,6 +85,28 @@ enum Cmd {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    /// Internal: many simulated mobile hosts with a tunnel and flows each (`scale`).
+    #[command(hide = true)]
+    SimHosts {
+        #[arg(long)]
+        first_user: u32,
+        #[arg(long)]
+        hosts: u32,
+        #[arg(long)]
+        flows_per_host: u32,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long)]
+        sip: SocketAddr,
+        #[arg(long)]
+        tunnel: SocketAddr,
+        #[arg(long)]
+        bind: std::net::Ipv4Addr,
+        #[arg(long)]
+        dst: std::net::SocketAddrV4,
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
     /// Internal: a UDP socket that is never read (the kernel counts and drops).
     #[command(hide = true)]
     Sink {
@@ -131,6 +153,27 @@ fn main() {
             size,
             secs,
         } => harness::pps::blast_tunnel_main(bind, anchor, vipa, dst, threads, flows, size, secs),
+        Cmd::SimHosts {
+            first_user,
+            hosts,
+            flows_per_host,
+            size,
+            sip,
+            tunnel,
+            bind,
+            dst,
+            parallel,
+        } => harness::simhosts::main(&harness::simhosts::Args {
+            first_user,
+            hosts,
+            flows_per_host,
+            size,
+            sip,
+            tunnel,
+            bind,
+            dst,
+            parallel,
+        }),
         Cmd::Sink { bind } => harness::relay::sink(bind),
         Cmd::Probe {
             to,

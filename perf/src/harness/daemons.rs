@@ -174,31 +174,10 @@ impl Daemons {
         sipp_users: u32,
         max_hosts: u32,
     ) -> Result<Daemons> {
+        let mut d = Daemons::start_anchor(line, upmt, &credentials_toml(sipp_users), |cred| {
+            anchor_toml(s, cred, max_hosts)
+        })?;
         let dir = line.dir.clone();
-        let cred = write(&dir, "credentials.toml", &credentials_toml(sipp_users))?;
-        let acfg = write(&dir, "anchor.toml", &anchor_toml(s, &cred, max_hosts))?;
-        let anchor_log = dir.join("anchor.log");
-        let mut c = line.cmd("an", upmt);
-        c.arg("anchor").arg("--config").arg(&acfg);
-        c.env("RUST_LOG", "warn");
-        let anchor_pid = line.spawn("anchor", c, Some(&anchor_log))?;
-        let sock = PathBuf::from(format!("/run/upmt/{}/anchor.sock", line.ns("an")));
-        let up = wait_until(Duration::from_secs(10), || {
-            sock.exists() || line.exited("anchor").is_some()
-        });
-        let log = std::fs::read_to_string(&anchor_log).unwrap_or_default();
-        if line.exited("anchor").is_some() || !up {
-            line.stop("anchor", Duration::from_secs(1));
-            return Err(match refusal(&log) {
-                Some(r) => Refused(r).into(),
-                None => anyhow::anyhow!("the anchor did not start: {}", log.trim()),
-            });
-        }
-        let mut d = Daemons {
-            anchor_pid,
-            mobile_pid: None,
-            anchor_log,
-        };
         if mobile {
             let mcfg = write(&dir, "mobile.toml", &mobile_toml(s))?;
             let mlog = dir.join("mobile.log");
@@ -220,6 +199,41 @@ impl Daemons {
             }
         }
         Ok(d)
+    }
+
+    /// Starts only the anchor, with the credentials file `credentials` and the configuration
+    /// `anchor(path of the credentials file)`, and waits for its control socket.
+    pub(crate) fn start_anchor(
+        line: &mut Line,
+        upmt: &Path,
+        credentials: &str,
+        anchor: impl FnOnce(&Path) -> String,
+    ) -> Result<Daemons> {
+        let dir = line.dir.clone();
+        let cred = write(&dir, "credentials.toml", credentials)?;
+        let acfg = write(&dir, "anchor.toml", &anchor(&cred))?;
+        let anchor_log = dir.join("anchor.log");
+        let mut c = line.cmd("an", upmt);
+        c.arg("anchor").arg("--config").arg(&acfg);
+        c.env("RUST_LOG", "warn");
+        let anchor_pid = line.spawn("anchor", c, Some(&anchor_log))?;
+        let sock = PathBuf::from(format!("/run/upmt/{}/anchor.sock", line.ns("an")));
+        let up = wait_until(Duration::from_secs(10), || {
+            sock.exists() || line.exited("anchor").is_some()
+        });
+        let log = std::fs::read_to_string(&anchor_log).unwrap_or_default();
+        if line.exited("anchor").is_some() || !up {
+            line.stop("anchor", Duration::from_secs(1));
+            return Err(match refusal(&log) {
+                Some(r) => Refused(r).into(),
+                None => anyhow::anyhow!("the anchor did not start: {}", log.trim()),
+            });
+        }
+        Ok(Daemons {
+            anchor_pid,
+            mobile_pid: None,
+            anchor_log,
+        })
     }
 
     /// The anchor's log so far.

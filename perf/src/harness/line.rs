@@ -247,6 +247,30 @@ impl Line {
         Ok(pid)
     }
 
+    /// Starts a long-running process that the harness talks to over its stdin and stdout
+    /// (stderr goes to `log`), killed (by PID) when the line goes; returns its PID and pipes.
+    pub(crate) fn spawn_piped(
+        &mut self,
+        label: &str,
+        mut c: Command,
+        log: &Path,
+    ) -> Result<(u32, std::process::ChildStdin, std::process::ChildStdout)> {
+        let f =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(f);
+        let mut child = c.spawn().with_context(|| format!("starting {label}"))?;
+        let pid = child.id();
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        self.procs.push(Proc {
+            label: label.to_string(),
+            child,
+        });
+        match (stdin, stdout) {
+            (Some(i), Some(o)) => Ok((pid, i, o)),
+            _ => bail!("{label}: no pipes"),
+        }
+    }
+
     /// The exit status of process `label` if it has ended.
     pub(crate) fn exited(&mut self, label: &str) -> Option<std::process::ExitStatus> {
         self.procs

@@ -11,6 +11,7 @@ pub(crate) mod probe;
 pub(crate) mod relay;
 pub(crate) mod report;
 pub(crate) mod scale;
+pub(crate) mod simhosts;
 pub(crate) mod stats;
 pub(crate) mod svg;
 pub(crate) mod testbed;

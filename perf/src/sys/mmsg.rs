@@ -40,6 +40,41 @@ pub fn send_batch(sock: &UdpSocket, payload: &[u8], count: usize) -> io::Result<
     Ok(n as usize)
 }
 
+/// Sends each of `payloads` (at most [`MAX_BATCH`]: the rest are ignored) as one datagram
+/// on the connected socket `sock` with one `sendmmsg`; returns how many the kernel took.
+pub fn send_each(sock: &UdpSocket, payloads: &[&[u8]]) -> io::Result<usize> {
+    let count = payloads.len().min(MAX_BATCH);
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_BATCH];
+    for (v, p) in iov.iter_mut().zip(payloads) {
+        v.iov_base = p.as_ptr() as *mut libc::c_void;
+        v.iov_len = p.len();
+    }
+    // SAFETY: as in `send_batch`: all-zero `mmsghdr`s are valid.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs[..count]` each point at one iovec describing one of `payloads`, all of
+    // which outlive the call and are only read by the kernel; the socket is connected; the
+    // descriptor is owned by `sock`.
+    let n = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Clock ticks per second of `/proc/*/stat` and `/proc/stat` (`sysconf(_SC_CLK_TCK)`),
 /// 100 if the call fails.
 pub fn clock_ticks() -> u64 {
