@@ -37,13 +37,31 @@ struct Host {
     tunnels: HashMap<u32, SocketAddr>,
 }
 
+/// Reads the credentials file on a thread of its own and keeps a copy made on this one.
+/// Parsing a large file leaves a heap full of small holes between the strings it keeps
+/// (100,000 users: ~130 MB of RSS for ~30 MB of data, measured); that garbage stays in the
+/// parsing thread's malloc arena, which is handed back to the kernel once the copy is made.
+fn load_credentials(path: &std::path::Path) -> Result<Credentials> {
+    let parsed = std::thread::scope(|s| {
+        s.spawn(|| -> Result<Credentials> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Credentials::from_toml(&text)
+                .with_context(|| format!("credentials file {}", path.display()))
+        })
+        .join()
+    })
+    .map_err(|_| anyhow::anyhow!("the credentials loader panicked"))??;
+    let kept = parsed.clone();
+    drop(parsed);
+    dataplane::sys::release_free_heap();
+    Ok(kept)
+}
+
 /// Runs the anchor until SIGINT/SIGTERM.
 pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let now = Instant::now();
-    let creds_text = std::fs::read_to_string(&cfg.sip.credentials)
-        .with_context(|| format!("reading {}", cfg.sip.credentials.display()))?;
-    let creds = Credentials::from_toml(&creds_text)
-        .with_context(|| format!("credentials file {}", cfg.sip.credentials.display()))?;
+    let creds = load_credentials(&cfg.sip.credentials)?;
     let rcfg = RegistrarConfig {
         pool: signaling_proto::pool::Ipv4Cidr {
             addr: cfg.vipa.pool.addr,
