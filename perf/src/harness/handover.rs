@@ -638,7 +638,8 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
         for r in 1..=repeats {
             n += 1;
             eprint!(
-                "  [{n:>2}/{total}] {:<18} run {r}/{repeats} ... ",
+                "  [{n:>2}/{total}] {} {:<18} run {r}/{repeats} ... ",
+                super::report::progress(n - 1, total),
                 sc.name()
             );
             let (run, trace) = run_once(&tb, &exe, *sc, r, &timing, &opts.tcp_rate)?;

@@ -369,7 +369,10 @@ pub(crate) fn main(o: &Options) -> Result<()> {
     ];
     let mut samples = Vec::new();
     for round in 1..=rounds {
-        eprint!("  round {round}/{rounds}: kernel ... ");
+        eprint!(
+            "  {} round {round}/{rounds}: kernel ... ",
+            report::progress(round - 1, rounds)
+        );
         let k = sample(
             "kernel-forwarding",
             round,

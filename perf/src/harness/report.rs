@@ -53,6 +53,16 @@ pub(crate) fn cell(s: Option<&Spread>, prec: usize, note: &str) -> String {
     }
 }
 
+/// A text progress bar: `n` of `total` steps done.
+pub(crate) fn progress(n: u32, total: u32) -> String {
+    let w = 20usize;
+    let filled = (n as usize * w)
+        .checked_div(total as usize)
+        .unwrap_or(w)
+        .min(w);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(w - filled))
+}
+
 /// An optional number with `prec` decimals, `-` when absent.
 pub(crate) fn num(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"))
@@ -82,6 +92,17 @@ pub(crate) fn write_svg(path: &Path, doc: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_bar() {
+        assert_eq!(progress(0, 4), format!("[{}]", ".".repeat(20)));
+        assert_eq!(
+            progress(2, 4),
+            format!("[{}{}]", "#".repeat(10), ".".repeat(10))
+        );
+        assert_eq!(progress(4, 4), format!("[{}]", "#".repeat(20)));
+        assert_eq!(progress(1, 0), format!("[{}]", "#".repeat(20)));
+    }
 
     #[test]
     fn cells_and_paths() {

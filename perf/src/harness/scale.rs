@@ -525,7 +525,10 @@ fn fill_and_forward(
     );
     let mut samples = Vec::new();
     for round in 1..=rounds {
-        eprint!("  round {round}/{rounds}: {HOT_FLOWS} flows ... ");
+        eprint!(
+            "  {} round {round}/{rounds}: {HOT_FLOWS} flows ... ",
+            report::progress(round - 1, rounds)
+        );
         let hot = sample(
             "hot-64-flows",
             round,

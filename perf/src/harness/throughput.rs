@@ -538,7 +538,7 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
             n += 1;
             eprint!(
                 "  [{n:>2}/{total}] {} round {round}/{rounds} ... ",
-                progress(n, total)
+                report::progress(n, total)
             );
             eprint!("{:<32}", v.name());
             let s = match v {
@@ -620,16 +620,6 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// A text progress bar.
-fn progress(n: u32, total: u32) -> String {
-    let w = 20usize;
-    let filled = (n as usize * w)
-        .checked_div(total as usize)
-        .unwrap_or(w)
-        .min(w);
-    format!("[{}{}]", "#".repeat(filled), ".".repeat(w - filled))
-}
-
 /// The iperf3 server answers (polled, 5 s at most).
 fn wait_for_server(line: &Line) -> Result<()> {
     let t0 = Instant::now();
@@ -709,16 +699,5 @@ mod tests {
         assert!(t.contains("kernel-routing") && t.contains("0.50"), "{t}");
         let svg = plot(&s, 3, 5);
         assert!(svg.starts_with("<svg") && svg.contains("upmt-upmt-nat-offload"));
-    }
-
-    #[test]
-    fn progress_bar() {
-        assert_eq!(progress(0, 4), format!("[{}]", ".".repeat(20)));
-        assert_eq!(
-            progress(2, 4),
-            format!("[{}{}]", "#".repeat(10), ".".repeat(10))
-        );
-        assert_eq!(progress(4, 4), format!("[{}]", "#".repeat(20)));
-        assert_eq!(progress(1, 0), format!("[{}]", "#".repeat(20)));
     }
 }
