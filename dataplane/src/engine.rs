@@ -265,24 +265,39 @@ impl Engine {
                 })?,
             );
         }
-        // TSO on the TUN (the device's features: once is enough). Refused: the vnet header
-        // stays (coalesced writes still work), reads are single packets.
+        // TSO and USO on the TUN (the device's features: once is enough). USO (Linux 6.2+)
+        // refused: TSO alone. TSO refused too: the vnet header stays (coalesced writes still
+        // work), reads are single packets. Each refusal is logged and counted.
         let mut tso = false;
         let mut fallbacks = 0;
         if let (true, Some(q)) = (cfg.offload, tuns.first()) {
+            let tso_flags = sys::tun::TUN_F_CSUM | sys::tun::TUN_F_TSO4 | sys::tun::TUN_F_TSO6;
+            let uso_flags = sys::tun::TUN_F_USO4 | sys::tun::TUN_F_USO6;
             let first = if cfg.offload_faults.refuse_tun_offload {
+                // USO4 alone: EINVAL (KERNEL-NOTES), as a kernel without any would answer.
                 sys::tun::set_offload(q, sys::tun::TUN_F_USO4)
             } else {
-                sys::tun::set_offload(
-                    q,
-                    sys::tun::TUN_F_CSUM | sys::tun::TUN_F_TSO4 | sys::tun::TUN_F_TSO6,
-                )
+                sys::tun::set_offload(q, tso_flags | uso_flags)
             };
             match first {
                 Ok(()) => tso = true,
                 Err(e) => {
-                    tracing::warn!(tun = %cfg.tun_name, "TUN refused TSO offload ({e}): segmentation offload off, coalescing stays on");
                     fallbacks += 1;
+                    let second = if cfg.offload_faults.refuse_tun_offload {
+                        sys::tun::set_offload(q, sys::tun::TUN_F_USO4)
+                    } else {
+                        sys::tun::set_offload(q, tso_flags)
+                    };
+                    match second {
+                        Ok(()) => {
+                            tracing::warn!(tun = %cfg.tun_name, "TUN refused UDP segmentation offload ({e}): TSO only");
+                            tso = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(tun = %cfg.tun_name, "TUN refused TSO offload ({e}): segmentation offload off, coalescing stays on");
+                            fallbacks += 1;
+                        }
+                    }
                 }
             }
         }

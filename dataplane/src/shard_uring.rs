@@ -472,9 +472,9 @@ fn transient(res: i32) -> bool {
 
 /// Readies a TUN read (`buf` = `[vnet header][packet]`, or the packet alone when `vnet` is
 /// 0) for the forwarding decision: a single packet with a partial checksum gets it completed
-/// (before any NAT rewrite, which patches complete checksums only); TCP super-packets stay
-/// as they are (segmentation recomputes every checksum); other GSO kinds are never enabled,
-/// so they are malformed here.
+/// (before any NAT rewrite, which patches complete checksums only); TCP and UDP
+/// super-packets (TSO, USO) stay as they are (segmentation recomputes every checksum); UFO
+/// is never enabled, so it is malformed here.
 fn prepare_tun(vnet: usize, buf: &mut [u8]) -> Result<(), DropReason> {
     if vnet == 0 {
         return Ok(());
@@ -485,18 +485,18 @@ fn prepare_tun(vnet: usize, buf: &mut [u8]) -> Result<(), DropReason> {
             Some(p) => offload::complete_checksum(&hdr, p).map_err(|_| DropReason::Malformed),
             None => Err(DropReason::Malformed),
         },
-        Gso::TcpV4 | Gso::TcpV6 => Ok(()),
+        Gso::TcpV4 | Gso::TcpV6 | Gso::UdpL4 => Ok(()),
         _ => Err(DropReason::Malformed),
     }
 }
 
-/// Whether TUN buffer `bid` holds a TCP super-packet (its vnet header says TSO).
+/// Whether TUN buffer `bid` holds a TCP or UDP super-packet (its vnet header says TSO/USO).
 fn is_super(io: &mut UringIo, bid: u16, vnet: usize) -> bool {
     vnet > 0
         && io
             .tun_buf(bid)
             .and_then(|b| VirtioNetHdr::parse(b).ok())
-            .is_some_and(|h| matches!(h.gso(), Gso::TcpV4 | Gso::TcpV6))
+            .is_some_and(|h| matches!(h.gso(), Gso::TcpV4 | Gso::TcpV6 | Gso::UdpL4))
 }
 
 /// The socket (and destination, on the shared tunnel-port socket) a tunnel sends on.
@@ -555,7 +555,7 @@ enum Segmented {
     Scratch(offload::Segments),
 }
 
-/// TSO: segments the super-packet in TUN buffer `bid` (`range` after its vnet header) into
+/// TSO/USO: segments the super-packet in TUN buffer `bid` (`range` after its vnet header) into
 /// an out buffer and sends the segments with UDP GSO on io_uring; with no out buffer free,
 /// or more segments than one out buffer's sends carry, through the scratch buffer and a
 /// synchronous send.
@@ -575,6 +575,10 @@ fn send_super(
         let pkt = src.get(range.clone()).ok_or(wire::Error::Truncated)?;
         offload::segment(&hdr, pkt, dst)
     };
+    let udp = io
+        .tun_buf(bid)
+        .and_then(|b| VirtioNetHdr::parse(b).ok())
+        .is_some_and(|h| h.gso() == Gso::UdpL4);
     let mut result = None;
     if let Some(o) = io.out_take() {
         match io.tun_buf_and_out(bid, o).map(|(src, dst)| seg(src, dst)) {
@@ -614,7 +618,11 @@ fn send_super(
             return;
         }
     };
-    stats.offload.tso_in.fetch_add(1, Relaxed);
+    if udp {
+        stats.offload.uso_in.fetch_add(1, Relaxed);
+    } else {
+        stats.offload.tso_in.fetch_add(1, Relaxed);
+    }
     let (s, sent) = match segs {
         Segmented::Out(o, s) => {
             let sent = send_out(io, off, o, &s, fd, to, &t, stats);

@@ -200,6 +200,7 @@ pub struct ShardSnapshot {
 #[derive(Debug, Default)]
 pub(crate) struct OffloadStats {
     pub(crate) tso_in: AtomicU64,
+    pub(crate) uso_in: AtomicU64,
     pub(crate) tso_segments: AtomicU64,
     pub(crate) gso_sends: AtomicU64,
     pub(crate) gro_in: AtomicU64,
@@ -213,6 +214,7 @@ impl OffloadStats {
     fn snapshot(&self) -> OffloadSnapshot {
         OffloadSnapshot {
             tso_in: self.tso_in.load(Relaxed),
+            uso_in: self.uso_in.load(Relaxed),
             tso_segments: self.tso_segments.load(Relaxed),
             gso_sends: self.gso_sends.load(Relaxed),
             gro_in: self.gro_in.load(Relaxed),
@@ -229,7 +231,9 @@ impl OffloadStats {
 pub struct OffloadSnapshot {
     /// TCP super-packets read from the TUN (TSO).
     pub tso_in: u64,
-    /// Packets they were segmented into.
+    /// UDP super-packets read from the TUN (USO: an application sent with `UDP_SEGMENT`).
+    pub uso_in: u64,
+    /// Packets the TCP and UDP super-packets were segmented into.
     pub tso_segments: u64,
     /// `UDP_SEGMENT` sends (each carries several datagrams).
     pub gso_sends: u64,

@@ -36,6 +36,7 @@ pub fn dataplane_status(s: &dataplane::StatsSnapshot) -> status::DataplaneStatus
         d.syscalls += sh.syscalls;
         let (o, t) = (&mut d.offload, &sh.offload);
         o.tso_in += t.tso_in;
+        o.uso_in += t.uso_in;
         o.tso_segments += t.tso_segments;
         o.gso_sends += t.gso_sends;
         o.gro_in += t.gro_in;

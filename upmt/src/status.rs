@@ -150,7 +150,10 @@ pub struct DataplaneStatus {
 pub struct OffloadStatus {
     /// TCP super-packets read from the TUN.
     pub tso_in: u64,
-    /// Packets they were segmented into.
+    /// UDP super-packets read from the TUN (USO).
+    #[serde(default)]
+    pub uso_in: u64,
+    /// Packets the TCP and UDP super-packets were segmented into.
     pub tso_segments: u64,
     /// UDP GSO sends.
     pub gso_sends: u64,

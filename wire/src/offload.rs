@@ -1,7 +1,7 @@
 //! TUN offloads in user space, sans-IO: the `virtio_net_hdr` that precedes every packet on a
-//! TUN opened with `IFF_VNET_HDR`, TCP segmentation of the super-packets the kernel hands us
-//! (TSO, for one `sendmsg` with `UDP_SEGMENT` into the tunnel) and TCP coalescing of the
-//! packets that come out of the tunnel (GRO, for one TUN write).
+//! TUN opened with `IFF_VNET_HDR`, TCP and UDP segmentation of the super-packets the kernel
+//! hands us (TSO, USO, for one `sendmsg` with `UDP_SEGMENT` into the tunnel) and TCP
+//! coalescing of the packets that come out of the tunnel (GRO, for one TUN write).
 //!
 //! No I/O, no allocation: every function writes into a buffer the caller provides. Nothing
 //! here panics on any input; malformed packets give a typed [`Error`] (segmentation) or pass
@@ -14,7 +14,7 @@
 //!
 //! Output layout contract: segment `i` starts at `i * stride` in the output buffer, every
 //! segment except the last is exactly `stride` bytes (IP header + TCP header + `gso_size`
-//! payload bytes), the last is `stride` bytes or fewer, and the segments are back to back, so
+//! payload bytes; UDP header for USO), the last is `stride` bytes or fewer, and the segments are back to back, so
 //! `out[..segments.len]` can go out in one `sendmsg` with `UDP_SEGMENT = stride` (in groups
 //! of at most the kernel's 64/128-segment limit: any prefix of `k * stride` bytes is itself a
 //! valid batch). Each segment is a complete IP packet with a valid IPv4 header checksum and
@@ -219,13 +219,15 @@ impl Segments {
     }
 }
 
-/// Facts about a TCP super-packet, validated.
+/// Facts about a TCP (TSO) or UDP (USO) super-packet, validated.
 #[derive(Debug, Clone, Copy)]
 struct Tso {
     v4: bool,
-    /// Offset of the TCP header.
+    /// UDP segmentation (`GSO_UDP_L4`) rather than TCP.
+    udp: bool,
+    /// Offset of the TCP/UDP header.
     l4: usize,
-    /// IP headers + TCP header.
+    /// IP headers + TCP/UDP header.
     hdrs: usize,
     /// End of the IP packet (its stated length).
     end: usize,
@@ -251,45 +253,70 @@ impl Tso {
     }
 }
 
+/// Offset of the checksum field in the UDP header.
+const UDP_CSUM_OFFSET: usize = 6;
+
 fn parse_tso(hdr: &VirtioNetHdr, packet: &[u8]) -> Result<Tso> {
-    let v4 = match hdr.gso() {
-        Gso::TcpV4 => true,
-        Gso::TcpV6 => false,
+    let want = match hdr.gso() {
+        Gso::TcpV4 | Gso::TcpV6 => IpProtocol::Tcp,
+        Gso::UdpL4 => IpProtocol::Udp,
         Gso::None => return Err(Error::Malformed("virtio: not a GSO packet")),
-        Gso::Udp | Gso::UdpL4 => return Err(Error::Unsupported("virtio: UDP segmentation")),
+        Gso::Udp => return Err(Error::Unsupported("virtio: UFO (IP fragmentation)")),
         Gso::Unknown(_) => return Err(Error::Malformed("virtio: unknown gso_type")),
     };
+    let udp = want == IpProtocol::Udp;
     let mss = usize::from(hdr.gso_size);
     if mss == 0 {
         return Err(Error::Malformed("virtio: gso_size 0"));
     }
+    // GSO_UDP_L4 says nothing of the IP version: the packet does.
+    let v4 = match hdr.gso() {
+        Gso::TcpV4 => true,
+        Gso::TcpV6 => false,
+        _ => packet.first().map(|b| b >> 4) == Some(4),
+    };
     let (l4, end) = if v4 {
         let ip = ipv4::Packet::new_checked(packet)?;
-        if ip.protocol() != IpProtocol::Tcp || ip.is_fragment() {
-            return Err(Error::Malformed("virtio: GSO_TCPV4 packet is not IPv4/TCP"));
+        if ip.protocol() != want || ip.is_fragment() {
+            return Err(Error::Malformed(
+                "virtio: GSO packet is not IPv4 with the gso_type's transport",
+            ));
         }
         (ip.header_len(), usize::from(ip.total_len()))
     } else {
         let ip = ipv6::Packet::new_checked(packet)?;
         let w = ip.walk()?;
-        if w.protocol != IpProtocol::Tcp || w.fragment.is_some() {
-            return Err(Error::Malformed("virtio: GSO_TCPV6 packet is not IPv6/TCP"));
+        if w.protocol != want || w.fragment.is_some() {
+            return Err(Error::Malformed(
+                "virtio: GSO packet is not IPv6 with the gso_type's transport",
+            ));
         }
         (w.offset, ip.total_len())
     };
     let seg = packet.get(l4..end).ok_or(Error::Truncated)?;
-    let tcp = tcp::Packet::new_checked(seg)?;
+    let (l4_len, csum_offset) = if udp {
+        let u = crate::udp::Packet::new_checked(seg)?;
+        if usize::from(u.len()) != seg.len() {
+            return Err(Error::Malformed(
+                "virtio: UDP length does not match the packet",
+            ));
+        }
+        (crate::udp::HEADER_LEN, UDP_CSUM_OFFSET)
+    } else {
+        (tcp::Packet::new_checked(seg)?.header_len(), TCP_CSUM_OFFSET)
+    };
     if hdr.needs_csum()
-        && (usize::from(hdr.csum_start) != l4 || usize::from(hdr.csum_offset) != TCP_CSUM_OFFSET)
+        && (usize::from(hdr.csum_start) != l4 || usize::from(hdr.csum_offset) != csum_offset)
     {
         return Err(Error::Malformed(
-            "virtio: csum_start/csum_offset do not point at the TCP checksum",
+            "virtio: csum_start/csum_offset do not point at the transport checksum",
         ));
     }
     Ok(Tso {
         v4,
+        udp,
         l4,
-        hdrs: l4 + tcp.header_len(),
+        hdrs: l4 + l4_len,
         end,
         mss,
     })
@@ -318,7 +345,9 @@ pub fn segmented_len(hdr: &VirtioNetHdr, packet: &[u8]) -> Result<usize> {
 ///   length are ignored.
 /// * `GSO_NONE`: one segment, a copy of `packet`, its partial checksum completed if
 ///   `NEEDS_CSUM` ([`complete_checksum`]).
-/// * UDP GSO kinds: [`Error::Unsupported`].
+/// * `GSO_UDP_L4`: USO. Each datagram gets the IP fields as for TSO, its UDP length and a
+///   full UDP checksum (0 goes out as 0xffff).
+/// * `GSO_UDP` (UFO, IP fragmentation of one big datagram): [`Error::Unsupported`].
 ///
 /// Errors: [`Error::BufferTooSmall`] if `out` is shorter than [`segmented_len`];
 /// [`Error::Malformed`]/[`Error::Truncated`] for a packet that does not match its header.
@@ -348,8 +377,12 @@ pub fn segment(hdr: &VirtioNetHdr, packet: &[u8], out: &mut [u8]) -> Result<Segm
         let ip = ipv6::Packet::new_unchecked(headers);
         (ip.src_addr().into(), ip.dst_addr().into(), 0)
     };
-    let th = tcp::Packet::new_unchecked(headers.get(t.l4..).unwrap_or(&[]));
-    let (base_seq, flags) = (th.seq_number(), th.flags().0);
+    let (base_seq, flags) = if t.udp {
+        (0, 0)
+    } else {
+        let th = tcp::Packet::new_unchecked(headers.get(t.l4..).unwrap_or(&[]));
+        (th.seq_number(), th.flags().0)
+    };
     let count = t.count();
     let stride = t.stride();
     for (i, chunk) in payload
@@ -376,6 +409,14 @@ pub fn segment(hdr: &VirtioNetHdr, packet: &[u8], out: &mut [u8]) -> Result<Segm
             let len = u16::try_from(seg_len - ipv6::HEADER_LEN)
                 .map_err(|_| Error::Malformed("ipv6: length"))?;
             ipv6::Packet::new_unchecked(&mut seg[..]).set_payload_len(len);
+        }
+        if t.udp {
+            // Linux __udp_gso_segment(): each datagram its own length and full checksum.
+            let len = u16::try_from(seg_len - t.l4).map_err(|_| Error::Malformed("udp: length"))?;
+            let mut u = crate::udp::Packet::new_unchecked(seg.get_mut(t.l4..).unwrap_or(&mut []));
+            u.set_len(len);
+            u.fill_checksum(src, dst);
+            continue;
         }
         let mut f = flags;
         if i != 0 {

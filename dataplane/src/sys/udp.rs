@@ -55,6 +55,26 @@ fn setsockopt_int(
     Ok(())
 }
 
+/// Sets `UDP_SEGMENT` (UDP GSO) on any UDP socket: every send of more than `gso_size`
+/// bytes leaves as datagrams of `gso_size` bytes (the last shorter), segmented by the kernel
+/// or, through a TUN with USO, by whoever reads the TUN. 0 turns it off. What a QUIC stack
+/// does; the engine tests use it to send UDP super-packets into the mobile host's TUN.
+pub fn set_udp_segment(fd: std::os::fd::BorrowedFd<'_>, gso_size: u16) -> io::Result<()> {
+    let v = libc::c_int::from(gso_size);
+    // SAFETY: the option value is a c_int living across the call, with its exact size
+    // passed; the descriptor is borrowed for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// Creates, configures and binds a UDP socket.
 pub fn bind(local: SocketAddr, opts: &UdpOptions) -> io::Result<OwnedFd> {
     bind_socket(local, opts).map(|s| s.fd)
