@@ -13,12 +13,12 @@
 //! ## Segmentation ([`segment`])
 //!
 //! Output layout contract: segment `i` starts at `i * stride` in the output buffer, every
-//! segment except the last is exactly `stride` bytes (IP header + TCP header + `gso_size`
-//! payload bytes; UDP header for USO), the last is `stride` bytes or fewer, and the segments are back to back, so
-//! `out[..segments.len]` can go out in one `sendmsg` with `UDP_SEGMENT = stride` (in groups
-//! of at most the kernel's 64/128-segment limit: any prefix of `k * stride` bytes is itself a
-//! valid batch). Each segment is a complete IP packet with a valid IPv4 header checksum and
-//! a full TCP checksum.
+//! segment except the last is exactly `stride` bytes (IP header + TCP or UDP header +
+//! `gso_size` payload bytes), the last is `stride` bytes or fewer, and the segments are back
+//! to back, so `out[..segments.len]` can go out in one `sendmsg` with `UDP_SEGMENT = stride`
+//! (in groups of at most the kernel's 64/128-segment limit: any prefix of `k * stride` bytes
+//! is itself a valid batch). Each segment is a complete IP packet with a valid IPv4 header
+//! checksum and a full TCP or UDP checksum.
 //!
 //! ## Coalescing ([`Coalescer`])
 //!
