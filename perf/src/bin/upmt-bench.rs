@@ -64,6 +64,9 @@ enum Cmd {
         size: usize,
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
+        /// Datagrams per send with UDP_SEGMENT (0: sendmmsg of single datagrams).
+        #[arg(long, default_value_t = 0)]
+        gso: usize,
     },
     /// Internal: inner packets through a registered tunnel, from its own address (`pps`).
     #[command(hide = true)]
@@ -140,7 +143,8 @@ fn main() {
             flows,
             size,
             secs,
-        } => harness::relay::blast(to, src, threads, flows, size, secs).and_then(|b| {
+            gso,
+        } => harness::relay::blast(to, src, threads, flows, size, secs, gso).and_then(|b| {
             serde_json::to_writer(std::io::stdout().lock(), &b).map_err(anyhow::Error::from)
         }),
         Cmd::BlastTunnel {

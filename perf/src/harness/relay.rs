@@ -63,7 +63,9 @@ pub(crate) struct Blast {
 }
 
 /// Sends `size`-byte UDP datagrams to `to` from `src` on `flows` flows (source ports) over
-/// `threads` threads for `secs`.
+/// `threads` threads for `secs`: 64 per `sendmmsg`, or with `gso` > 0, `gso` datagrams per
+/// `send` with `UDP_SEGMENT` (what a QUIC stack does).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn blast(
     to: SocketAddr,
     src: std::net::IpAddr,
@@ -71,6 +73,7 @@ pub(crate) fn blast(
     flows: usize,
     size: usize,
     secs: f64,
+    gso: usize,
 ) -> Result<Blast> {
     let threads = threads.clamp(1, 64);
     let flows = flows.max(threads);
@@ -80,6 +83,10 @@ pub(crate) fn blast(
             UdpSocket::bind(SocketAddr::new(src, 0)).with_context(|| format!("binding {src}"))?;
         s.connect(to)
             .with_context(|| format!("connecting to {to}"))?;
+        if gso > 0 {
+            let seg = u16::try_from(size).context("--size too large for UDP_SEGMENT")?;
+            sys::set_udp_segment(&s, seg).context("UDP_SEGMENT")?;
+        }
         if let Some(v) = socks.get_mut(i % threads) {
             v.push(s);
         }
@@ -87,7 +94,13 @@ pub(crate) fn blast(
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let payload = vec![0x5au8; size.clamp(1, 65507)];
+    let gso = gso.min(64);
+    let payload = if gso > 0 {
+        vec![0x5au8; (size.clamp(1, 65507) * gso).min(65507)]
+    } else {
+        vec![0x5au8; size.clamp(1, 65507)]
+    };
+    let per_send = payload.len().div_ceil(size.max(1)) as u64;
     let t0 = Instant::now();
     let handles: Vec<_> = socks
         .into_iter()
@@ -100,6 +113,13 @@ pub(crate) fn blast(
                     for s in &v {
                         if stop.load(Ordering::Relaxed) {
                             break 'run;
+                        }
+                        if gso > 0 {
+                            match s.send(&payload) {
+                                Ok(_) => n += per_send,
+                                Err(_) => e += 1,
+                            }
+                            continue;
                         }
                         match sys::send_batch(s, &payload, sys::MAX_BATCH) {
                             Ok(k) => n += k as u64,

@@ -12,7 +12,10 @@
 //!
 //! Per variant and round: a single TCP flow and 4 TCP flows (iperf3, receiver's goodput), and
 //! UDP at full rate (iperf3 `-u -b 0`, 1200-byte datagrams) counted at the correspondent's
-//! interface: iperf3's UDP receiver is itself a bottleneck on 2 cores. CPU: the machine's
+//! interface: iperf3's UDP receiver is itself a bottleneck on 2 cores; and UDP from one
+//! socket sending 32 datagrams per send with `UDP_SEGMENT` (`upmt-bench blast --gso`, to a
+//! never-read socket on ch), which UPMT with offload reads from its TUN as USO
+//! super-packets. CPU: the machine's
 //! busy cores during the single-flow run (`/proc/stat`) per Gb/s. For UPMT the mobile host's
 //! data-plane syscalls per inner packet (its status counters). The table gives the median
 //! and range over the rounds and the ratio of each UPMT variant's median to each anchor's.
@@ -25,6 +28,7 @@ use serde::Serialize;
 
 use super::daemons::{self, Daemons, Nat, Refused, Setup};
 use super::line::{self, Line, CH, MH_WLAN, RELAY_MH, VX_MH};
+use super::relay::Blast;
 use super::report::{self, Machine};
 use super::stats::{self, Spread};
 use super::svg;
@@ -34,6 +38,10 @@ use perf::sys;
 const IPERF_PORT: u16 = 5201;
 /// UDP payload of the full-rate test: fits every variant's inner MTU (VXLAN: 1450).
 const UDP_LEN: u32 = 1200;
+/// Datagrams per send of the UDP GSO test (`UDP_SEGMENT` = `UDP_LEN`).
+const GSO_SEGMENTS: u32 = 32;
+/// ch's never-read UDP socket, the GSO test's destination.
+const SINK_PORT: u16 = 9;
 
 /// Command-line options of `upmt-bench throughput`.
 #[derive(Debug, Clone, clap::Args)]
@@ -143,6 +151,9 @@ struct Sample {
     tcp4_gbps: Option<f64>,
     udp_gbps: Option<f64>,
     udp_pps: Option<f64>,
+    /// UDP from a `UDP_SEGMENT` sender, at ch's interface.
+    udp_gso_gbps: Option<f64>,
+    udp_gso_pps: Option<f64>,
     /// Busy cores of the whole machine during the single-flow run.
     cpu_cores: Option<f64>,
     cpu_cores_per_gbps: Option<f64>,
@@ -166,6 +177,7 @@ struct Summary {
     tcp4_gbps: Option<Spread>,
     udp_gbps: Option<Spread>,
     udp_pps: Option<Spread>,
+    udp_gso_gbps: Option<Spread>,
     cpu_cores_per_gbps: Option<Spread>,
     upmt_cores: Option<Spread>,
     mh_syscalls_per_packet: Option<Spread>,
@@ -238,7 +250,47 @@ fn mh_counters(line: &Line, upmt: &Path) -> Option<(u64, u64)> {
 }
 
 /// The three tests of one variant.
-fn measure(line: &Line, v: Variant, upmt: &Path, pids: &[u32], secs: u32, round: u32) -> Sample {
+/// The UDP GSO test's sender (`upmt-bench blast --gso`) in mh, from `src` (or the VIPA).
+fn gso_blast(line: &Line, exe: &Path, src: Option<&str>, secs: u32) -> Result<Blast> {
+    let out = line
+        .cmd("mh", exe)
+        .args(["blast", "--to", &format!("{CH}:{SINK_PORT}")])
+        .args([
+            "--src",
+            src.unwrap_or("0.0.0.0"),
+            "--threads",
+            "1",
+            "--flows",
+            "1",
+        ])
+        .args([
+            "--size",
+            &UDP_LEN.to_string(),
+            "--gso",
+            &GSO_SEGMENTS.to_string(),
+        ])
+        .args(["--secs", &secs.to_string()])
+        .output()
+        .context("running the UDP GSO sender")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "UDP GSO sender failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("UDP GSO sender output")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    line: &Line,
+    exe: &Path,
+    v: Variant,
+    upmt: &Path,
+    pids: &[u32],
+    secs: u32,
+    round: u32,
+) -> Sample {
     let mut s = Sample {
         variant: v.name(),
         round,
@@ -307,6 +359,19 @@ fn measure(line: &Line, v: Variant, upmt: &Path, pids: &[u32], secs: u32, round:
         (Err(e), _, _) => errors.push(format!("udp: {e:#}")),
         (_, Err(e), _) | (_, _, Err(e)) => errors.push(format!("udp counters: {e:#}")),
     }
+    // UDP from a sender that uses UDP_SEGMENT (32 x 1200 B per send, as QUIC stacks do):
+    // UPMT with offload takes one USO super-packet per send from its TUN.
+    let rx0 = line::rx_counters(&ch, "eth0");
+    let rg = gso_blast(line, exe, src, secs);
+    let rx1 = line::rx_counters(&ch, "eth0");
+    match (rg, rx0, rx1) {
+        (Ok(b), Ok((p0, b0)), Ok((p1, b1))) => {
+            s.udp_gso_pps = stats::rate(p0, p1, b.secs);
+            s.udp_gso_gbps = stats::rate(b0, b1, b.secs).map(|x| x * 8.0 / 1e9);
+        }
+        (Err(e), _, _) => errors.push(format!("udp gso: {e:#}")),
+        (_, Err(e), _) | (_, _, Err(e)) => errors.push(format!("udp gso counters: {e:#}")),
+    }
     if let [anchor, mobile, ..] = pids {
         s.anchor_rss_kb = stats::rss_kb(*anchor);
         s.mobile_rss_kb = stats::rss_kb(*mobile);
@@ -336,6 +401,7 @@ fn summarise(vs: &[Variant], samples: &[Sample]) -> Vec<Summary> {
                 tcp4_gbps: spread_of(&ss, |s| s.tcp4_gbps),
                 udp_gbps: spread_of(&ss, |s| s.udp_gbps),
                 udp_pps: spread_of(&ss, |s| s.udp_pps),
+                udp_gso_gbps: spread_of(&ss, |s| s.udp_gso_gbps),
                 cpu_cores_per_gbps: spread_of(&ss, |s| s.cpu_cores_per_gbps),
                 upmt_cores: spread_of(&ss, |s| s.upmt_cores),
                 mh_syscalls_per_packet: spread_of(&ss, |s| s.mh_syscalls_per_packet),
@@ -384,12 +450,13 @@ fn table(summary: &[Summary]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<30} {:>20} {:>20} {:>20} {:>10} {:>10} {:>10} {:>8}",
+        "{:<30} {:>20} {:>20} {:>20} {:>10} {:>20} {:>10} {:>10} {:>8}",
         "variant",
         "TCP 1 flow Gb/s",
         "TCP 4 flows Gb/s",
         "UDP Gb/s (rx if)",
         "UDP kpps",
+        "UDP GSO Gb/s",
         "cores/Gbps",
         "upmt cores",
         "sysc/pkt"
@@ -404,12 +471,13 @@ fn table(summary: &[Summary]) -> String {
         });
         let _ = writeln!(
             t,
-            "{:<30} {:>20} {:>20} {:>20} {:>10} {:>10} {:>10} {:>8}",
+            "{:<30} {:>20} {:>20} {:>20} {:>10} {:>20} {:>10} {:>10} {:>8}",
             s.variant,
             report::cell(s.tcp1_gbps.as_ref(), 2, na),
             report::cell(s.tcp4_gbps.as_ref(), 2, na),
             report::cell(s.udp_gbps.as_ref(), 2, na),
             report::num(kpps.map(|k| k.median), 0),
+            report::cell(s.udp_gso_gbps.as_ref(), 2, na),
             report::num(s.cpu_cores_per_gbps.map(|x| x.median), 2),
             report::num(s.upmt_cores.map(|x| x.median), 2),
             report::num(s.mh_syscalls_per_packet.map(|x| x.median), 3),
@@ -528,6 +596,9 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
     let mut srv = line.cmd("ch", Path::new("iperf3"));
     srv.args(["-s", "-B", CH, "-p", &IPERF_PORT.to_string()]);
     line.spawn("iperf3-server", srv, None)?;
+    let mut sink = line.cmd("ch", &exe);
+    sink.args(["sink", "--bind", &format!("{CH}:{SINK_PORT}")]);
+    line.spawn("sink", sink, None)?;
     wait_for_server(&line)?;
 
     let total = vs.len() as u32 * rounds;
@@ -547,7 +618,7 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
                         Ok(d) => {
                             let pids: Vec<u32> =
                                 std::iter::once(d.anchor_pid).chain(d.mobile_pid).collect();
-                            let mut s = measure(&line, *v, &upmt_bin, &pids, secs, round);
+                            let mut s = measure(&line, &exe, *v, &upmt_bin, &pids, secs, round);
                             if let Some(e) = &mut s.error {
                                 let log = d.anchor_log();
                                 let tail: Vec<&str> = log.lines().rev().take(3).collect();
@@ -567,7 +638,7 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
                         },
                     }
                 }
-                _ => measure(&line, *v, &upmt_bin, &[], secs, round),
+                _ => measure(&line, &exe, *v, &upmt_bin, &[], secs, round),
             };
             eprintln!(
                 "TCP {} / {} Gb/s, UDP {} Gb/s{}",
@@ -592,6 +663,8 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
     print!("{}", table(&summary));
     println!(
         "\nTCP: iperf3 receiver goodput; UDP: {UDP_LEN}-byte datagrams at full rate, bytes and packets at ch's eth0;\n\
+         UDP GSO: the same from one socket sending {GSO_SEGMENTS} datagrams per send with UDP_SEGMENT (as QUIC stacks do;\n\
+         the kernel paths carry the GSO skb through the veths unsegmented, so they are not a like-for-like anchor);\n\
          cores/Gbps: busy cores of the whole machine during the 1-flow run per Gb/s; upmt cores: CPU of the\n\
          two UPMT daemons during that run; sysc/pkt: the UPMT mobile host's data-plane syscalls per inner packet\n\
          (a TCP super-packet counts as its segments)"

@@ -75,6 +75,27 @@ pub fn send_each(sock: &UdpSocket, payloads: &[&[u8]]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// Sets `UDP_SEGMENT` (UDP GSO) on `sock`: a send of more than `size` bytes leaves as
+/// `size`-byte datagrams (0: off).
+pub fn set_udp_segment(sock: &UdpSocket, size: u16) -> io::Result<()> {
+    let v = libc::c_int::from(size);
+    // SAFETY: the option value is a c_int living across the call, its exact size passed;
+    // the descriptor is owned by `sock`.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Clock ticks per second of `/proc/*/stat` and `/proc/stat` (`sysconf(_SC_CLK_TCK)`),
 /// 100 if the call fails.
 pub fn clock_ticks() -> u64 {

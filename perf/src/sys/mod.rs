@@ -9,7 +9,7 @@ mod poll;
 mod signal;
 mod tun;
 
-pub use mmsg::{clock_ticks, send_batch, send_each, MAX_BATCH};
+pub use mmsg::{clock_ticks, send_batch, send_each, set_udp_segment, MAX_BATCH};
 pub use packet::PacketSocket;
 pub use poll::{poll_readable, set_realtime, set_timer_slack};
 pub use signal::{Signal, SignalFd};
