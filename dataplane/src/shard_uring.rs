@@ -490,13 +490,17 @@ fn prepare_tun(vnet: usize, buf: &mut [u8]) -> Result<(), DropReason> {
     }
 }
 
-/// Whether TUN buffer `bid` holds a TCP or UDP super-packet (its vnet header says TSO/USO).
-fn is_super(io: &mut UringIo, bid: u16, vnet: usize) -> bool {
-    vnet > 0
-        && io
-            .tun_buf(bid)
-            .and_then(|b| VirtioNetHdr::parse(b).ok())
-            .is_some_and(|h| matches!(h.gso(), Gso::TcpV4 | Gso::TcpV6 | Gso::UdpL4))
+/// What TUN buffer `bid` holds, by its vnet header: `Some(false)` a TCP super-packet (TSO),
+/// `Some(true)` a UDP one (USO), `None` a single packet.
+fn super_kind(io: &mut UringIo, bid: u16, vnet: usize) -> Option<bool> {
+    if vnet == 0 {
+        return None;
+    }
+    match VirtioNetHdr::parse(io.tun_buf(bid)?).ok()?.gso() {
+        Gso::TcpV4 | Gso::TcpV6 => Some(false),
+        Gso::UdpL4 => Some(true),
+        _ => None,
+    }
 }
 
 /// The socket (and destination, on the shared tunnel-port socket) a tunnel sends on.
@@ -527,8 +531,8 @@ fn send(
         io.recycle_tun(bid);
         return;
     };
-    if off.on && is_super(io, bid, range.start) {
-        send_super(io, off, bid, range, fd, to, t, stats);
+    if let Some(udp) = off.on.then(|| super_kind(io, bid, range.start)).flatten() {
+        send_super(io, off, bid, range, udp, fd, to, t, stats);
         return;
     }
     let len = range.len();
@@ -565,6 +569,7 @@ fn send_super(
     off: &mut Offload,
     bid: u16,
     range: std::ops::Range<usize>,
+    udp: bool,
     fd: RawFd,
     to: Option<std::net::SocketAddr>,
     t: Arc<Tunnel>,
@@ -575,10 +580,6 @@ fn send_super(
         let pkt = src.get(range.clone()).ok_or(wire::Error::Truncated)?;
         offload::segment(&hdr, pkt, dst)
     };
-    let udp = io
-        .tun_buf(bid)
-        .and_then(|b| VirtioNetHdr::parse(b).ok())
-        .is_some_and(|h| h.gso() == Gso::UdpL4);
     let mut result = None;
     if let Some(o) = io.out_take() {
         match io.tun_buf_and_out(bid, o).map(|(src, dst)| seg(src, dst)) {

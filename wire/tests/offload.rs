@@ -2,13 +2,14 @@
 //! virtio super-packets and TCP coalescing for TUN writes.
 //!
 //! Every packet here is built byte by byte by [`P::build`], and every checksum is recomputed
-//! by this file's own RFC 1071 sum ([`fold`], [`sum`]) with its own pseudo-header, never by
-//! calling `wire::checksum` (the `offload_util::check_segment` cross-check, which does use
-//! it, comes on top). Two fixtures (`FIXTURE_V4`, `FIXTURE_V6`) were computed by a separate
+//! by the tests' own RFC 1071 sum (`refsum`: [`fold`], [`sum`]) with its own pseudo-header,
+//! never by calling `wire::checksum` (the `offload_util::check_segment` cross-check, which
+//! does use it, comes on top). Two fixtures (`FIXTURE_V4`, `FIXTURE_V6`) were computed by a separate
 //! Python implementation and are pasted as hex.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod offload_util;
+mod refsum;
 
 use hex_literal::hex;
 use proptest::prelude::*;
@@ -19,6 +20,7 @@ use wire::offload::{
 use wire::Error;
 
 use offload_util::check_segment;
+use refsum::{fold, sum};
 
 // TCP flag bits (RFC 9293 section 3.1, RFC 3168 for ECE/CWR).
 const FIN: u8 = 0x01;
@@ -45,40 +47,9 @@ const PADN_BODY: [u8; 6] = [1, 4, 0, 0, 0, 0];
 // ---------------------------------------------------------------------------------------
 // Independent Internet checksum (RFC 1071).
 
-/// One's-complement sum of big-endian 16-bit words (an odd last byte is padded with zero),
-/// added to `acc`, not folded.
-fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [b] = words.remainder() {
-        acc += u64::from(*b) << 8;
-    }
-    acc
-}
-
-/// End-around carry fold to 16 bits.
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// The TCP pseudo-header (RFC 9293 section 3.1; RFC 8200 section 8.1), unfolded.
+/// The TCP pseudo-header, unfolded.
 fn pseudo(v6: bool, src: &[u8], dst: &[u8], tcp_len: usize) -> u64 {
-    let mut ph = Vec::new();
-    ph.extend_from_slice(src);
-    ph.extend_from_slice(dst);
-    if v6 {
-        ph.extend_from_slice(&(tcp_len as u32).to_be_bytes());
-        ph.extend_from_slice(&[0, 0, 0, 6]);
-    } else {
-        ph.extend_from_slice(&[0, 6]);
-        ph.extend_from_slice(&(tcp_len as u16).to_be_bytes());
-    }
-    sum(&ph, 0)
+    refsum::pseudo(v6, src, dst, tcp_len, 6)
 }
 
 // ---------------------------------------------------------------------------------------

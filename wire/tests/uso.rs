@@ -3,41 +3,16 @@
 //! RFC 1071 sum, never by `wire::checksum`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod refsum;
+
 use proptest::prelude::*;
+use refsum::{fold, sum};
 use wire::offload::{segment, segmented_len, VirtioNetHdr};
 use wire::Error;
 
-fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [b] = words.remainder() {
-        acc += u64::from(*b) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// The UDP pseudo-header (RFC 768; RFC 8200 section 8.1), unfolded.
+/// The UDP pseudo-header, unfolded.
 fn pseudo(v6: bool, src: &[u8], dst: &[u8], udp_len: usize) -> u64 {
-    let mut ph = Vec::new();
-    ph.extend_from_slice(src);
-    ph.extend_from_slice(dst);
-    if v6 {
-        ph.extend_from_slice(&(udp_len as u32).to_be_bytes());
-        ph.extend_from_slice(&[0, 0, 0, 17]);
-    } else {
-        ph.extend_from_slice(&[0, 17]);
-        ph.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    }
-    sum(&ph, 0)
+    refsum::pseudo(v6, src, dst, udp_len, 17)
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {

@@ -90,26 +90,7 @@ enum Cmd {
     },
     /// Internal: many simulated mobile hosts with a tunnel and flows each (`scale`).
     #[command(hide = true)]
-    SimHosts {
-        #[arg(long)]
-        first_user: u32,
-        #[arg(long)]
-        hosts: u32,
-        #[arg(long)]
-        flows_per_host: u32,
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        #[arg(long)]
-        sip: SocketAddr,
-        #[arg(long)]
-        tunnel: SocketAddr,
-        #[arg(long)]
-        bind: std::net::Ipv4Addr,
-        #[arg(long)]
-        dst: std::net::SocketAddrV4,
-        #[arg(long, default_value_t = 8)]
-        parallel: usize,
-    },
+    SimHosts(harness::simhosts::Args),
     /// Internal: a UDP socket that is never read (the kernel counts and drops).
     #[command(hide = true)]
     Sink {
@@ -157,27 +138,7 @@ fn main() {
             size,
             secs,
         } => harness::pps::blast_tunnel_main(bind, anchor, vipa, dst, threads, flows, size, secs),
-        Cmd::SimHosts {
-            first_user,
-            hosts,
-            flows_per_host,
-            size,
-            sip,
-            tunnel,
-            bind,
-            dst,
-            parallel,
-        } => harness::simhosts::main(&harness::simhosts::Args {
-            first_user,
-            hosts,
-            flows_per_host,
-            size,
-            sip,
-            tunnel,
-            bind,
-            dst,
-            parallel,
-        }),
+        Cmd::SimHosts(a) => harness::simhosts::main(&a),
         Cmd::Sink { bind } => harness::relay::sink(bind),
         Cmd::Probe {
             to,

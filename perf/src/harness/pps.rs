@@ -279,16 +279,6 @@ fn summarise(samples: &[Sample]) -> Vec<Summary> {
         .collect()
 }
 
-fn kpps(s: Option<&Spread>) -> String {
-    let k = s.map(|x| Spread {
-        median: x.median / 1e3,
-        min: x.min / 1e3,
-        max: x.max / 1e3,
-        n: x.n,
-    });
-    report::cell(k.as_ref(), 0, "-")
-}
-
 fn table(summary: &[Summary]) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
@@ -302,10 +292,10 @@ fn table(summary: &[Summary]) -> String {
             t,
             "{:<18} {:>18} {:>18} {:>12} {:>16} {:>10}",
             s.variant,
-            kpps(s.offered_pps.as_ref()),
-            kpps(s.delivered_pps.as_ref()),
+            report::kpps(s.offered_pps.as_ref()),
+            report::kpps(s.delivered_pps.as_ref()),
             report::num(s.anchor_cores.map(|x| x.median), 2),
-            kpps(s.delivered_pps_per_anchor_core.as_ref()),
+            report::kpps(s.delivered_pps_per_anchor_core.as_ref()),
             report::num(s.anchor_syscalls_per_packet.map(|x| x.median), 3),
         );
     }

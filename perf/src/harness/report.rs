@@ -53,6 +53,17 @@ pub(crate) fn cell(s: Option<&Spread>, prec: usize, note: &str) -> String {
     }
 }
 
+/// A rate cell in thousands (`median [min-max]` k/s, no decimals), `-` when absent.
+pub(crate) fn kpps(s: Option<&Spread>) -> String {
+    let k = s.map(|x| Spread {
+        median: x.median / 1e3,
+        min: x.min / 1e3,
+        max: x.max / 1e3,
+        n: x.n,
+    });
+    cell(k.as_ref(), 0, "-")
+}
+
 /// A text progress bar: `n` of `total` steps done.
 pub(crate) fn progress(n: u32, total: u32) -> String {
     let w = 20usize;

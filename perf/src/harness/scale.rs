@@ -585,16 +585,6 @@ fn ratio(summary: &[Summary]) -> Option<f64> {
     stats::ratio(m("all-flows")?, m("hot-64-flows")?)
 }
 
-fn kpps(s: Option<&Spread>) -> String {
-    let k = s.map(|x| Spread {
-        median: x.median / 1e3,
-        min: x.min / 1e3,
-        max: x.max / 1e3,
-        n: x.n,
-    });
-    report::cell(k.as_ref(), 0, "-")
-}
-
 fn mib(kb: Option<u64>) -> String {
     report::num(kb.map(|k| k as f64 / 1024.0), 1)
 }
@@ -673,9 +663,9 @@ fn table(s: &SippPhase, h: &HostPhase, summary: &[Summary], ratio: Option<f64>) 
             "{:<14} {:>9} {:>18} {:>12} {:>16}",
             x.variant,
             x.flows,
-            kpps(x.delivered_pps.as_ref()),
+            report::kpps(x.delivered_pps.as_ref()),
             report::num(x.anchor_cores.map(|c| c.median), 2),
-            kpps(x.delivered_pps_per_anchor_core.as_ref()),
+            report::kpps(x.delivered_pps_per_anchor_core.as_ref()),
         );
     }
     for x in summary {

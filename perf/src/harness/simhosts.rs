@@ -42,19 +42,28 @@ pub(crate) const FIRST_PORT: u16 = 10000;
 /// Longest one host's association and tunnel setup may take.
 const HOST_DEADLINE: Duration = Duration::from_secs(10);
 
-/// What `sim-hosts` was asked to build.
-#[derive(Debug, Clone)]
+/// What `sim-hosts` was asked to build (its command line).
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     /// Users `sipp{first_user}..`, password `pw{N}` (as [`super::daemons::credentials_toml`]).
+    #[arg(long)]
     pub(crate) first_user: u32,
+    #[arg(long)]
     pub(crate) hosts: u32,
+    #[arg(long)]
     pub(crate) flows_per_host: u32,
+    #[arg(long, default_value_t = 64)]
     pub(crate) size: usize,
+    #[arg(long)]
     pub(crate) sip: SocketAddr,
+    #[arg(long)]
     pub(crate) tunnel: SocketAddr,
+    #[arg(long)]
     pub(crate) bind: Ipv4Addr,
+    #[arg(long)]
     pub(crate) dst: SocketAddrV4,
     /// Hosts set up in parallel (threads).
+    #[arg(long, default_value_t = 8)]
     pub(crate) parallel: usize,
 }
 

@@ -463,12 +463,6 @@ fn table(summary: &[Summary]) -> String {
     );
     for s in summary {
         let na = if s.note.is_some() { "failed" } else { "-" };
-        let kpps = s.udp_pps.map(|x| Spread {
-            median: x.median / 1e3,
-            min: x.min / 1e3,
-            max: x.max / 1e3,
-            n: x.n,
-        });
         let _ = writeln!(
             t,
             "{:<30} {:>20} {:>20} {:>20} {:>10} {:>20} {:>10} {:>10} {:>8}",
@@ -476,7 +470,7 @@ fn table(summary: &[Summary]) -> String {
             report::cell(s.tcp1_gbps.as_ref(), 2, na),
             report::cell(s.tcp4_gbps.as_ref(), 2, na),
             report::cell(s.udp_gbps.as_ref(), 2, na),
-            report::num(kpps.map(|k| k.median), 0),
+            report::num(s.udp_pps.map(|k| k.median / 1e3), 0),
             report::cell(s.udp_gso_gbps.as_ref(), 2, na),
             report::num(s.cpu_cores_per_gbps.map(|x| x.median), 2),
             report::num(s.upmt_cores.map(|x| x.median), 2),

@@ -11,33 +11,7 @@ pub const MAX_BATCH: usize = 64;
 /// Sends `count` (at most [`MAX_BATCH`]) copies of `payload` on the connected socket `sock`
 /// with one `sendmmsg`; returns how many the kernel took.
 pub fn send_batch(sock: &UdpSocket, payload: &[u8], count: usize) -> io::Result<usize> {
-    let count = count.min(MAX_BATCH);
-    let mut iov = [libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    }; MAX_BATCH];
-    // SAFETY: `mmsghdr` is plain old data for which all-zero is a valid value (null
-    // name and control, zero lengths).
-    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
-        m.msg_hdr.msg_iov = v;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: `msgs[..count]` are initialised headers whose single iovec points at
-    // `payload`, which outlives the call and which the kernel only reads; the socket is
-    // connected, so no destination address is needed; the descriptor is owned by `sock`.
-    let n = unsafe {
-        libc::sendmmsg(
-            sock.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            count as libc::c_uint,
-            0,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    send_each(sock, &[payload; MAX_BATCH][..count.min(MAX_BATCH)])
 }
 
 /// Sends each of `payloads` (at most [`MAX_BATCH`]: the rest are ignored) as one datagram
@@ -52,7 +26,8 @@ pub fn send_each(sock: &UdpSocket, payloads: &[&[u8]]) -> io::Result<usize> {
         v.iov_base = p.as_ptr() as *mut libc::c_void;
         v.iov_len = p.len();
     }
-    // SAFETY: as in `send_batch`: all-zero `mmsghdr`s are valid.
+    // SAFETY: `mmsghdr` is plain old data for which all-zero is a valid value (null name
+    // and control, zero lengths).
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
     for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
         m.msg_hdr.msg_iov = v;
