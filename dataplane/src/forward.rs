@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use crate::control::{Event, Mode, NatHook};
 use crate::pkt::{self, Class, ControlKind, CONTROL_HEADER_LEN};
 use crate::stats::{DropReason, ShardStats};
-use crate::tables::{Route, Tables, Tunnel, TunnelId, TunnelState, NO_TUNNEL, PENDING};
+use crate::tables::{Dir, Route, Tables, Tunnel, TunnelId, TunnelState, NO_TUNNEL, PENDING};
 use crate::FlowKey;
 
 /// What to do with a packet read from the TUN.
@@ -70,7 +70,7 @@ impl Forwarder {
         if link_scoped(&key.src) || link_scoped(&key.dst) {
             return TunVerdict::Drop(DropReason::LinkLocal);
         }
-        match self.tables.route(&key, pkt.len()) {
+        match self.tables.route(&key, Dir::Up, pkt.len()) {
             Route::Tunnel(t) => match self.usable(t) {
                 Some(tun) => TunVerdict::Send(tun),
                 None => self.default_route(),
@@ -91,7 +91,7 @@ impl Forwarder {
                                 shard: self.shard,
                             });
                         }
-                        self.tables.count(&key, pkt.len());
+                        self.tables.count(&key, Dir::Up, pkt.len());
                         if self.hold {
                             TunVerdict::Hold(key)
                         } else {
@@ -112,7 +112,7 @@ impl Forwarder {
         if timed_out {
             self.tables.resolve_pending(key);
         }
-        match self.tables.route(key, 0) {
+        match self.tables.lookup(key) {
             Route::Pending => None,
             Route::Tunnel(t) => Some(match self.usable(t) {
                 Some(tun) => TunVerdict::Send(tun),
@@ -145,7 +145,7 @@ impl Forwarder {
         };
         // PAFT keys are host-outbound (src = VIPA).
         let hkey = key.reversed();
-        if let Route::Tunnel(t) = self.tables.route(&hkey, pkt.len()) {
+        if let Route::Tunnel(t) = self.tables.route(&hkey, Dir::Down, pkt.len()) {
             if let Some(tun) = self.usable(t) {
                 return TunVerdict::Send(tun);
             }
@@ -195,7 +195,15 @@ impl Forwarder {
                     tun.rx.add(payload.len());
                 }
                 match self.mode {
-                    Mode::Mobile => NetVerdict::ToTun,
+                    Mode::Mobile => {
+                        // Counted on its flow (which it also keeps alive: a receive-only
+                        // UDP stream must not expire). Unparsable packets still go to the
+                        // TUN: the kernel is the judge of what it accepts.
+                        if let Some(k) = pkt::flow_key(payload) {
+                            self.tables.count(&k.reversed(), Dir::Down, payload.len());
+                        }
+                        NetVerdict::ToTun
+                    }
                     Mode::Anchor => self.anchor_uplink(t, payload, now),
                 }
             }
@@ -355,6 +363,21 @@ pub(crate) mod tests {
         assert!(matches!(f.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 1));
         assert!(ev.try_recv().is_err(), "one NewFlow per flow");
         let key = pkt::flow_key(&p).unwrap();
+        // The answer, from the tunnel: counted on the flow, toward the host.
+        let mut answer = udp_packet(CH, VIPA, 53, 4000, b"answer");
+        assert_eq!(
+            f.on_net(
+                Some(1),
+                "198.18.2.1:1800".parse().unwrap(),
+                &mut answer,
+                Instant::now()
+            ),
+            NetVerdict::ToTun
+        );
+        let snap = f.tables.flows(10);
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].up.0, 2, "two packets up (the first one dropped)");
+        assert_eq!(snap[0].down, (1, answer.len() as u64));
         f.tables.set_flow(key, Some(2));
         assert!(matches!(f.on_tun(&mut p, Instant::now()), TunVerdict::Send(t) if t.id == 2));
         // A draining tunnel is not used for new sends: back to the default.
@@ -686,7 +709,7 @@ pub(crate) mod bench_api {
         }
         /// PAFT lookup only; returns the tunnel id (0 if none).
         pub fn route(&self, key: &FlowKey) -> u32 {
-            match self.0.tables.route(key, 64) {
+            match self.0.tables.route(key, Dir::Up, 64) {
                 Route::Tunnel(t) => t,
                 _ => 0,
             }

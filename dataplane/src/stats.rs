@@ -273,10 +273,10 @@ pub struct FlowSnapshot {
     pub key: crate::FlowKey,
     /// Its tunnel, `None` if it follows the default rule.
     pub tunnel: Option<u32>,
-    /// Packets and bytes, both directions.
-    pub packets: u64,
-    /// Bytes, both directions.
-    pub bytes: u64,
+    /// Packets and bytes from the mobile host (its uplink).
+    pub up: (u64, u64),
+    /// Packets and bytes toward the mobile host (its downlink).
+    pub down: (u64, u64),
 }
 
 /// Everything at one instant.

@@ -114,7 +114,19 @@ pub(crate) struct FlowEntry {
     tunnel: AtomicU32,
     /// Coarse clock ([`Tables::tick`]) of the last packet; written at most once per tick.
     last_seen: AtomicU32,
-    pub(crate) counters: PktBytes,
+    /// Host-outbound packets (the mobile host's uplink).
+    pub(crate) up: PktBytes,
+    /// Host-inbound packets (toward the mobile host).
+    pub(crate) down: PktBytes,
+}
+
+/// Which way a packet goes, for a flow's counters (flows are keyed host-outbound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    /// From the mobile host (its TUN, or the anchor's tunnel sockets).
+    Up,
+    /// Toward the mobile host.
+    Down,
 }
 
 impl FlowEntry {
@@ -122,13 +134,27 @@ impl FlowEntry {
         FlowEntry {
             tunnel: AtomicU32::new(t),
             last_seen: AtomicU32::new(now),
-            counters: PktBytes::default(),
+            up: PktBytes::default(),
+            down: PktBytes::default(),
         }
     }
 
     #[inline]
-    fn touch(&self, len: usize, now: u32) {
-        self.counters.add(len);
+    fn route(&self) -> Route {
+        match self.tunnel.load(Relaxed) {
+            NO_TUNNEL => Route::Default,
+            PENDING => Route::Pending,
+            BLOCKED => Route::Blocked,
+            t => Route::Tunnel(t),
+        }
+    }
+
+    #[inline]
+    fn touch(&self, dir: Dir, len: usize, now: u32) {
+        match dir {
+            Dir::Up => self.up.add(len),
+            Dir::Down => self.down.add(len),
+        }
         if self.last_seen.load(Relaxed) != now {
             self.last_seen.store(now, Relaxed);
         }
@@ -236,29 +262,33 @@ impl Tables {
         gone
     }
 
-    /// Looks a flow up and counts the packet on its entry.
+    /// Looks a flow up and counts the packet (`len` bytes going `dir`) on its entry.
     #[inline]
-    pub(crate) fn route(&self, key: &FlowKey, len: usize) -> Route {
+    pub(crate) fn route(&self, key: &FlowKey, dir: Dir, len: usize) -> Route {
         let g = self.paft.pin();
         match g.get(key) {
             None => Route::Miss,
             Some(e) => {
-                e.touch(len, self.now());
-                match e.tunnel.load(Relaxed) {
-                    NO_TUNNEL => Route::Default,
-                    PENDING => Route::Pending,
-                    BLOCKED => Route::Blocked,
-                    t => Route::Tunnel(t),
-                }
+                e.touch(dir, len, self.now());
+                e.route()
             }
         }
     }
 
-    /// Counts a packet of the reverse direction on an existing entry (no insert).
+    /// Looks a flow up without counting (a held packet, counted when it arrived).
     #[inline]
-    pub(crate) fn count(&self, key: &FlowKey, len: usize) {
+    pub(crate) fn lookup(&self, key: &FlowKey) -> Route {
+        self.paft
+            .pin()
+            .get(key)
+            .map_or(Route::Miss, FlowEntry::route)
+    }
+
+    /// Counts a packet on an existing entry (no insert).
+    #[inline]
+    pub(crate) fn count(&self, key: &FlowKey, dir: Dir, len: usize) {
         if let Some(e) = self.paft.pin().get(key) {
-            e.touch(len, self.now());
+            e.touch(dir, len, self.now());
         }
     }
 
@@ -307,14 +337,14 @@ impl Tables {
             if e.tunnel.load(Relaxed) != tunnel {
                 e.tunnel.store(tunnel, Relaxed);
             }
-            e.touch(len, self.now());
+            e.touch(Dir::Up, len, self.now());
             return Ok(());
         }
         if g.len() >= self.paft_cap {
             return Err(());
         }
         let e = FlowEntry::new(tunnel, self.now());
-        e.counters.add(len);
+        e.up.add(len);
         let _ = g.try_insert(key, e);
         Ok(())
     }
@@ -362,13 +392,12 @@ impl Tables {
             .iter()
             .take(max)
             .map(|(k, e)| {
-                let (packets, bytes) = e.counters.get();
                 let t = e.tunnel.load(Relaxed);
                 crate::stats::FlowSnapshot {
                     key: *k,
                     tunnel: (t != NO_TUNNEL && t != PENDING).then_some(t),
-                    packets,
-                    bytes,
+                    up: e.up.get(),
+                    down: e.down.get(),
                 }
             })
             .collect()
@@ -524,27 +553,36 @@ mod tests {
     fn paft_rules_default_pending_handover() {
         let t = Tables::new(16);
         let k = key(1);
-        assert_eq!(t.route(&k, 10), Route::Miss);
+        assert_eq!(t.route(&k, Dir::Up, 10), Route::Miss);
         assert_eq!(t.insert_new(k, PENDING), Ok(true));
         assert_eq!(t.insert_new(k, PENDING), Ok(false));
-        assert_eq!(t.route(&k, 10), Route::Pending);
+        assert_eq!(t.route(&k, Dir::Up, 10), Route::Pending);
         t.resolve_pending(&k);
-        assert_eq!(t.route(&k, 10), Route::Default);
+        assert_eq!(t.route(&k, Dir::Up, 10), Route::Default);
         t.set_flow(k, Some(7));
-        assert_eq!(t.route(&k, 10), Route::Tunnel(7));
+        assert_eq!(t.route(&k, Dir::Up, 10), Route::Tunnel(7));
         // Handover: next lookup sees the new tunnel.
         t.set_flow(k, Some(8));
-        assert_eq!(t.route(&k, 10), Route::Tunnel(8));
+        assert_eq!(t.route(&k, Dir::Up, 10), Route::Tunnel(8));
         // resolve_pending does not override a decision.
         t.resolve_pending(&k);
-        assert_eq!(t.route(&k, 10), Route::Tunnel(8));
+        assert_eq!(t.route(&k, Dir::Up, 10), Route::Tunnel(8));
+        // Each direction has its own counters; a look-up alone counts nothing.
+        assert_eq!(t.route(&k, Dir::Down, 300), Route::Tunnel(8));
+        t.count(&k, Dir::Down, 700);
+        assert_eq!(t.lookup(&k), Route::Tunnel(8));
+        t.count(&key(9), Dir::Down, 1);
+        assert_eq!(t.lookup(&key(9)), Route::Miss, "count never inserts");
         let f = t.flows(10);
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].packets, f[0].bytes, f[0].tunnel), (5, 50, Some(8)));
+        assert_eq!(
+            (f[0].up, f[0].down, f[0].tunnel),
+            ((5, 50), (2, 1000), Some(8))
+        );
         t.unroute_tunnel(8);
-        assert_eq!(t.route(&k, 1), Route::Default);
+        assert_eq!(t.route(&k, Dir::Up, 1), Route::Default);
         t.remove_flow(&k);
-        assert_eq!(t.route(&k, 1), Route::Miss);
+        assert_eq!(t.route(&k, Dir::Up, 1), Route::Miss);
     }
 
     #[test]
@@ -556,7 +594,7 @@ mod tests {
         assert_eq!(t.insert_new(key(3), NO_TUNNEL), Err(()));
         // Re-learning an existing flow on another tunnel always works.
         assert!(t.learn(key(1), 2, 100).is_ok());
-        assert_eq!(t.route(&key(1), 0), Route::Tunnel(2));
+        assert_eq!(t.route(&key(1), Dir::Up, 0), Route::Tunnel(2));
         t.remove_flows_of("100.64.0.2".parse().unwrap());
         assert_eq!(t.flow_count(), 0);
     }
@@ -604,7 +642,7 @@ mod tests {
                             Some(&NO_TUNNEL) => Route::Default,
                             Some(&v) => Route::Tunnel(v),
                         };
-                        prop_assert_eq!(t.route(&k, 0), want);
+                        prop_assert_eq!(t.route(&k, Dir::Up, 0), want);
                     }
                     Ok(())
                 },
@@ -619,11 +657,11 @@ mod tests {
         t.set_flow(key(2), Some(2));
         t.set_flow(key(3), None);
         t.move_flows(Some(1), 3);
-        assert_eq!(t.route(&key(1), 0), Route::Tunnel(3));
-        assert_eq!(t.route(&key(2), 0), Route::Tunnel(2));
+        assert_eq!(t.route(&key(1), Dir::Up, 0), Route::Tunnel(3));
+        assert_eq!(t.route(&key(2), Dir::Up, 0), Route::Tunnel(2));
         t.move_flows(None, 4);
         for i in 1..4 {
-            assert_eq!(t.route(&key(i), 0), Route::Tunnel(4));
+            assert_eq!(t.route(&key(i), Dir::Up, 0), Route::Tunnel(4));
         }
         let remote: SocketAddr = "198.18.0.1:4000".parse().unwrap();
         t.add_tunnel(Tunnel::new(4, TunnelSocket::Shared, remote, remote));
@@ -632,7 +670,7 @@ mod tests {
         assert!(t.remove_tunnel(4).is_some());
         assert_eq!(t.tunnel_by_remote(&remote), None);
         assert_eq!(t.default_tunnel(), None);
-        assert_eq!(t.route(&key(1), 0), Route::Default);
+        assert_eq!(t.route(&key(1), Dir::Up, 0), Route::Default);
         // Re-adding an id with a new remote (NAT rebinding) moves the lookup.
         let r2: SocketAddr = "198.18.0.1:4001".parse().unwrap();
         t.add_tunnel(Tunnel::new(5, TunnelSocket::Shared, remote, remote));
@@ -649,10 +687,10 @@ mod tests {
         assert!(t.expire_flows(std::time::Duration::from_secs(5)).is_empty());
         t.tick(t.epoch + std::time::Duration::from_secs(10));
         // key(2) sees a packet at t=10.
-        assert_eq!(t.route(&key(2), 1), Route::Tunnel(1));
+        assert_eq!(t.route(&key(2), Dir::Up, 1), Route::Tunnel(1));
         let gone = t.expire_flows(std::time::Duration::from_secs(5));
         assert_eq!(gone, vec![key(1)]);
-        assert_eq!(t.route(&key(1), 1), Route::Miss);
+        assert_eq!(t.route(&key(1), Dir::Up, 1), Route::Miss);
     }
 
     #[test]

@@ -112,6 +112,9 @@ struct Mobile {
     /// How long the last new flows waited for classification and placement, µs.
     placement_us: std::collections::VecDeque<u64>,
     placements: u64,
+    /// Interfaces whose tunnel has answered at least once (the policy's start-up settle
+    /// waits for these only).
+    answered: std::collections::HashSet<String>,
 }
 
 /// A tunnel that carried data this recently is probed at the fast pace, so that a silent
@@ -242,6 +245,7 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
         socks_rx: socks_rx.clone(),
         placement_us: std::collections::VecDeque::new(),
         placements: 0,
+        answered: std::collections::HashSet::new(),
         cfg,
         tun,
         anchor_tunnel,
@@ -546,8 +550,12 @@ impl Mobile {
                 for link in &gone {
                     self.tunnels.remove(link);
                 }
-                // Move flows first (the socket is useless now), then close it.
+                // Move flows first (the socket is useless now), then close it. The policy
+                // learns the path is gone before the tunnel is: its flows go where it
+                // decides (a `never` flow waits) instead of falling to the default path
+                // when the data plane unroutes the removed tunnel.
                 self.reroute(now);
+                self.apply_policy(now);
                 for id in gone {
                     let _ = self.engine.handle().send(Command::RemoveTunnel { id });
                 }
@@ -1017,8 +1025,8 @@ impl Mobile {
                     Some(dataplane::BLOCKED) => None,
                     t => t.or(self.default).and_then(|l| self.iface_of(l)),
                 },
-                tx_bytes: f.bytes,
-                rx_bytes: 0,
+                tx_bytes: f.up.1,
+                rx_bytes: f.down.1,
             })
             .collect();
         let mut apps: BTreeMap<Option<String>, crate::status::MobileApp> = BTreeMap::new();
