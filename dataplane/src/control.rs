@@ -41,12 +41,14 @@ pub struct EngineConfig {
     pub mode: Mode,
     /// TUN device name (created if absent; one queue per shard).
     pub tun_name: String,
-    /// Number of shards; 0 = one per core.
+    /// Number of shards; 0 = one per CPU of `cpus` (one per core when `cpus` is empty).
     pub shards: usize,
-    /// Pin shard `i` to core `(first_core + i) % cores`.
+    /// Pin shard threads: shard `i` to `cpus[i % cpus.len()]`, or to core `i % cores` when
+    /// `cpus` is empty.
     pub pin_cores: bool,
-    /// First core used for pinning (two engines in one process: give them different ones).
-    pub first_core: usize,
+    /// The CPUs (ids as the kernel numbers them) shards run on. Two engines on one machine
+    /// (a test bed, or two daemons) give them different ones.
+    pub cpus: Vec<usize>,
     /// I/O backend.
     pub backend: Backend,
     /// Anchor: the tunnel port address (one `SO_REUSEPORT` socket per shard). Mobile: unused.
@@ -116,7 +118,7 @@ impl EngineConfig {
             tun_name: tun_name.to_string(),
             shards: 0,
             pin_cores: true,
-            first_core: 0,
+            cpus: Vec::new(),
             backend: Backend::Auto,
             listen: None,
             socket_buffer: 4 << 20,

@@ -214,7 +214,20 @@ impl Engine {
                 "anchor mode needs `listen` (the tunnel port)".into(),
             ));
         }
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut cores = core_affinity::get_core_ids().unwrap_or_default();
+        if !cfg.cpus.is_empty() {
+            let mut chosen = Vec::with_capacity(cfg.cpus.len());
+            for cpu in &cfg.cpus {
+                let Some(c) = cores.iter().find(|c| c.id == *cpu) else {
+                    return Err(EngineError::Config(format!(
+                        "cpu {cpu} is not one this process may run on ({:?})",
+                        cores.iter().map(|c| c.id).collect::<Vec<_>>()
+                    )));
+                };
+                chosen.push(*c);
+            }
+            cores = chosen;
+        }
         let n = if cfg.shards == 0 {
             cores.len().max(1)
         } else {
@@ -366,7 +379,7 @@ impl Engine {
                 cfg: cfg.clone(),
             };
             let core = if cfg.pin_cores && !cores.is_empty() {
-                cores.get((cfg.first_core + i) % cores.len()).copied()
+                cores.get(i % cores.len()).copied()
             } else {
                 None
             };
@@ -629,4 +642,19 @@ pub(crate) fn hold_timeout<B>(held: &std::collections::VecDeque<Held<B>>) -> Opt
             .saturating_duration_since(std::time::Instant::now())
             .max(Duration::from_micros(100))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_the_process_cannot_use_is_refused_before_any_device_is_made() {
+        let mut cfg = EngineConfig::new(Mode::Mobile, "upmt-nodev0");
+        cfg.cpus = vec![100_000];
+        match Engine::start(cfg) {
+            Err(EngineError::Config(m)) => assert!(m.contains("cpu 100000"), "{m}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
 }

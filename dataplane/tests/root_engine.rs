@@ -1075,7 +1075,7 @@ fn figures() {
         let mut acfg = EngineConfig::new(Mode::Anchor, "upmt0");
         acfg.offload = offload;
         acfg.shards = 1;
-        acfg.first_core = 1; // the MH engine's shard is on core 0
+        acfg.cpus = vec![1]; // the MH engine's shard is on core 0
         let pin = std::env::var_os("UPMT_FIGURES_NOPIN").is_none();
         acfg.pin_cores = pin;
         acfg.backend = backend;

@@ -136,6 +136,7 @@ pub fn run(cfg: AnchorConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let mut ecfg = EngineConfig::new(Mode::Anchor, &tun);
     ecfg.shards = cfg.dataplane.shards;
     ecfg.pin_cores = cfg.dataplane.pin;
+    ecfg.cpus = cfg.dataplane.cpus.clone();
     ecfg.offload = cfg.dataplane.offload;
     ecfg.backend = if cfg.dataplane.io_uring {
         dataplane::Backend::Auto

@@ -317,6 +317,11 @@ pub struct DataplaneConfig {
     /// Pin shard threads to cores.
     #[serde(default = "yes")]
     pub pin: bool,
+    /// The CPUs shard threads are pinned to (shard `i` on `cpus[i % len]`; with `shards = 0`,
+    /// one shard per CPU listed). Empty: shard `i` on core `i`. Give two daemons sharing a
+    /// machine different CPUs.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
     /// TUN segmentation offload and UDP GSO/GRO (io_uring only; each part falls back on its
     /// own when the kernel refuses it). `false` moves every packet one by one.
     #[serde(default = "yes")]
@@ -331,6 +336,7 @@ impl Default for DataplaneConfig {
             tun: None,
             path_mtu: default_path_mtu(),
             pin: true,
+            cpus: Vec::new(),
             offload: true,
         }
     }
@@ -708,6 +714,17 @@ fn validate_dataplane(path: &Path, d: &DataplaneConfig) -> Result<(), ConfigErro
     if d.shards > 64 {
         return Err(invalid(path, "dataplane.shards", "at most 64"));
     }
+    if !d.cpus.is_empty() && !d.pin {
+        return Err(invalid(path, "dataplane.cpus", "needs pin = true"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if d.cpus.len() > 1024 || !d.cpus.iter().all(|c| *c < 4096 && seen.insert(*c)) {
+        return Err(invalid(
+            path,
+            "dataplane.cpus",
+            "distinct CPU numbers (below 4096, at most 1024 of them)",
+        ));
+    }
     Ok(())
 }
 
@@ -951,6 +968,9 @@ mod tests {
                 "[nat]\npublic = [\"198.18.2.100\"]\nmode = \"kernel\"\n",
                 "nat.uplink",
             ),
+            ("[dataplane]\ncpus = [1, 1]\n", "dataplane.cpus"),
+            ("[dataplane]\ncpus = [1]\npin = false\n", "needs pin"),
+            ("[dataplane]\ncpus = [99999]\n", "dataplane.cpus"),
         ];
         for (i, (tail, want)) in cases.iter().enumerate() {
             let mut text = String::from("[sip]\ncredentials = \"creds\"\n");
