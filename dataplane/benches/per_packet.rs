@@ -126,6 +126,14 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // Mobile host downlink: tunnel payload -> classify -> tunnel rx counter -> the flow's
+    // downlink counter (flow key + PAFT look-up) -> TUN.
+    let mut answer = udp(Ipv4Addr::new(198, 18, 3, 1), VIPA, 7, 5000, 64);
+    let wlan = peers()[0];
+    g.bench_function("mobile_tunnel_to_tun", |b| {
+        b.iter(|| f.on_net(wlan, black_box(&mut answer)))
+    });
+
     // Anchor uplink: tunnel payload -> classify -> tunnel by source -> spoof check -> learn ->
     // NAT hook (kernel NAT: identity) -> TUN.
     let an = BenchForwarder::new(false, IpAddr::V4(VIPA), peers());

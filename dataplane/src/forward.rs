@@ -174,6 +174,62 @@ impl Forwarder {
         payload: &mut [u8],
         now: Instant,
     ) -> NetVerdict {
+        self.on_net_counted(dedicated, from, payload, now, true)
+    }
+
+    /// [`Forwarder::on_net`] for a datagram of a UDP GRO batch whose packets are coalesced
+    /// before the TUN write: the mobile host counts them on their flow once per written
+    /// frame ([`Forwarder::count_tun_frame`]), not per datagram.
+    #[inline]
+    pub(crate) fn on_net_coalesced(
+        &self,
+        dedicated: Option<TunnelId>,
+        from: SocketAddr,
+        payload: &mut [u8],
+        now: Instant,
+    ) -> NetVerdict {
+        self.on_net_counted(dedicated, from, payload, now, false)
+    }
+
+    /// Mobile host: counts a frame written to the TUN (a virtio-net header and a packet or a
+    /// coalesced super-packet) on its flow's downlink counters, as the datagrams it was made
+    /// of. One flow look-up per frame. Anchor: nothing (its downlink is counted by route).
+    pub(crate) fn count_tun_frame(&self, frame: &[u8]) {
+        if self.mode != Mode::Mobile {
+            return;
+        }
+        let Ok((hdr, packet)) = wire::offload::VirtioNetHdr::split(frame) else {
+            return;
+        };
+        let Some(key) = pkt::flow_key(packet) else {
+            return;
+        };
+        let (mut packets, mut bytes) = (1u64, packet.len() as u64);
+        let gso = usize::from(hdr.gso_size);
+        let start = usize::from(hdr.csum_start);
+        if hdr.gso() != wire::offload::Gso::None && gso > 0 {
+            // Headers: up to the end of the TCP header (data offset at byte 12 of it).
+            let doff = packet
+                .get(start + 12)
+                .map_or(20, |b| usize::from(b >> 4) * 4);
+            let hdrs = start + doff;
+            let payload = packet.len().saturating_sub(hdrs);
+            packets = payload.div_ceil(gso).max(1) as u64;
+            bytes += (packets - 1) * hdrs as u64;
+        }
+        self.tables
+            .count_n(&key.reversed(), Dir::Down, packets, bytes);
+    }
+
+    #[inline]
+    fn on_net_counted(
+        &self,
+        dedicated: Option<TunnelId>,
+        from: SocketAddr,
+        payload: &mut [u8],
+        now: Instant,
+        count_flow: bool,
+    ) -> NetVerdict {
         self.stats.net_rx.add(payload.len());
         let tunnel = dedicated.or_else(|| self.tables.tunnel_by_remote(&from));
         match pkt::classify(payload) {
@@ -199,8 +255,10 @@ impl Forwarder {
                         // Counted on its flow (which it also keeps alive: a receive-only
                         // UDP stream must not expire). Unparsable packets still go to the
                         // TUN: the kernel is the judge of what it accepts.
-                        if let Some(k) = pkt::flow_key(payload) {
-                            self.tables.count(&k.reversed(), Dir::Down, payload.len());
+                        if count_flow {
+                            if let Some(k) = pkt::flow_key(payload) {
+                                self.tables.count(&k.reversed(), Dir::Down, payload.len());
+                            }
                         }
                         NetVerdict::ToTun
                     }
@@ -406,6 +464,55 @@ pub(crate) mod tests {
             f.on_tun(&mut rs, Instant::now()),
             TunVerdict::Drop(DropReason::LinkLocal)
         ));
+    }
+
+    #[test]
+    fn mobile_counts_written_frames_as_their_datagrams() {
+        use wire::offload::{VirtioNetHdr, VNET_HDR_LEN};
+        let (f, _ev) = forwarder(Mode::Mobile, false);
+        add(&f, 1, "198.18.2.1:1800");
+        f.tables.set_default(Some(1));
+        // A super-packet CH:80 -> VIPA:4000 of 250 payload bytes in 100-byte segments.
+        let mut sp = vec![0u8; 40 + 250];
+        sp[0] = 0x45;
+        sp[2..4].copy_from_slice(&290u16.to_be_bytes());
+        sp[8] = 64;
+        sp[9] = 6;
+        sp[12..16].copy_from_slice(&CH);
+        sp[16..20].copy_from_slice(&VIPA);
+        sp[20..22].copy_from_slice(&80u16.to_be_bytes());
+        sp[22..24].copy_from_slice(&4000u16.to_be_bytes());
+        sp[32] = 5 << 4;
+        // The flow (host-outbound), known to the PAFT.
+        let key = pkt::flow_key(&sp).unwrap().reversed();
+        f.tables.insert_new(key, NO_TUNNEL).unwrap();
+        let hdr = VirtioNetHdr {
+            flags: VirtioNetHdr::F_NEEDS_CSUM,
+            gso_type: VirtioNetHdr::GSO_TCPV4,
+            hdr_len: 40,
+            gso_size: 100,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut frame = vec![0u8; VNET_HDR_LEN];
+        hdr.emit(&mut frame).unwrap();
+        frame.extend_from_slice(&sp);
+        f.count_tun_frame(&frame);
+        // A plain frame (one packet) and garbage.
+        let mut single = vec![0u8; VNET_HDR_LEN];
+        single.extend_from_slice(&sp[..60]);
+        single[VNET_HDR_LEN + 2..VNET_HDR_LEN + 4].copy_from_slice(&60u16.to_be_bytes());
+        f.count_tun_frame(&single);
+        f.count_tun_frame(&[1, 2, 3]);
+        f.count_tun_frame(&frame[..VNET_HDR_LEN + 30]);
+        let snap = f.tables.flows(10);
+        // 3 datagrams of 140, 140 and 90 bytes, then one of 60.
+        assert_eq!(snap[0].down, (4, 370 + 60));
+        // At the anchor frames are not counted this way.
+        let (a, _e) = forwarder(Mode::Anchor, false);
+        a.tables.insert_new(key, NO_TUNNEL).unwrap();
+        a.count_tun_frame(&frame);
+        assert_eq!(a.tables.flows(10)[0].down, (0, 0));
     }
 
     #[test]

@@ -777,7 +777,7 @@ fn gro_receive(
         for chunk in payload.chunks_mut(d.size) {
             stats.offload.gro_datagrams.fetch_add(1, Relaxed);
             let len = chunk.len();
-            match fwd.on_net(d.dedicated, d.from, chunk, now) {
+            match fwd.on_net_coalesced(d.dedicated, d.from, chunk, now) {
                 NetVerdict::ToTun => match coal.push(chunk) {
                     Ok(Pushed::Appended) => {
                         stats.offload.coalesced_segments.fetch_add(1, Relaxed);
@@ -793,15 +793,16 @@ fn gro_receive(
         }
         coal.flush();
         off.frames.extend(coal.frame_ranges());
-        // Super-packets: frames whose header says GSO.
+        // Super-packets: frames whose header says GSO. Every frame is counted on its flow.
         let arena = coal.into_inner();
         for r in &off.frames {
-            if arena
-                .get(r.start + 1)
-                .is_some_and(|g| *g != VirtioNetHdr::GSO_NONE)
-            {
+            let Some(frame) = arena.get(r.clone()) else {
+                continue;
+            };
+            if frame.get(1).is_some_and(|g| *g != VirtioNetHdr::GSO_NONE) {
                 stats.offload.coalesced.fetch_add(1, Relaxed);
             }
+            fwd.count_tun_frame(frame);
         }
         // Keepalive requests in the batch (its short last datagram): answered at once.
         if !replies.is_empty() {

@@ -292,6 +292,21 @@ impl Tables {
         }
     }
 
+    /// Counts `packets` packets of `bytes` bytes in all on an existing entry (no insert).
+    #[inline]
+    pub(crate) fn count_n(&self, key: &FlowKey, dir: Dir, packets: u64, bytes: u64) {
+        if let Some(e) = self.paft.pin().get(key) {
+            match dir {
+                Dir::Up => e.up.add_n(packets, bytes),
+                Dir::Down => e.down.add_n(packets, bytes),
+            }
+            let now = self.now();
+            if e.last_seen.load(Relaxed) != now {
+                e.last_seen.store(now, Relaxed);
+            }
+        }
+    }
+
     /// Sets a flow's tunnel (control rule or handover); `None` = default rule.
     pub(crate) fn set_flow(&self, key: FlowKey, tunnel: Option<TunnelId>) {
         let t = tunnel.unwrap_or(NO_TUNNEL);
