@@ -41,7 +41,8 @@ for t in s["tunnels"]:
         t["id"], t["iface"], t["state"], t["mapped"], rtt, t["tx_bytes"], t["rx_bytes"]))
 for f in s["flows"]:
     if f["proto"] in ("tcp", "udp", "icmp"):
-        print("  flow %-4s %-21s -> %-21s on %s" % (f["proto"], f["src"], f["dst"], f["iface"]))
+        print("  flow %-4s %-21s -> %-21s on %-6s tx %10d B  rx %10d B" % (
+            f["proto"], f["src"], f["dst"], f["iface"], f["tx_bytes"], f["rx_bytes"]))
 '
 }
 
