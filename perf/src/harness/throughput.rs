@@ -70,6 +70,10 @@ pub(crate) struct Options {
     /// Only these variants (comma-separated names, see the table; default all).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
+    /// Shards of the anchor in the UPMT variants (pinned; default one per core). Variant
+    /// names get `-shardsN`; `--only` takes the names without it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) anchor_shards: Option<u32>,
 }
 
 /// What carries the traffic.
@@ -87,18 +91,20 @@ impl Variant {
             Variant::Routing => "kernel-routing".into(),
             Variant::Vxlan => "kernel-vxlan".into(),
             Variant::Relay => "naive-relay".into(),
-            Variant::Upmt(s) => format!(
-                "upmt-{}-nat{}",
-                match s.nat {
-                    Nat::Upmt => "upmt",
-                    Nat::Kernel => "kernel",
-                },
-                match s.offload {
-                    Some(true) => "-offload",
-                    Some(false) => "-no-offload",
-                    None => "",
-                }
-            ),
+            Variant::Upmt(s) => {
+                format!(
+                    "upmt-{}-nat{}",
+                    match s.nat {
+                        Nat::Upmt => "upmt",
+                        Nat::Kernel => "kernel",
+                    },
+                    match s.offload {
+                        Some(true) => "-offload",
+                        Some(false) => "-no-offload",
+                        None => "",
+                    }
+                ) + &s.shards.map(|n| format!("-shards{n}")).unwrap_or_default()
+            }
         }
     }
 
@@ -566,6 +572,16 @@ pub(crate) fn main(opts: &Options) -> Result<()> {
         }
         v
     };
+    let vs: Vec<Variant> = vs
+        .into_iter()
+        .map(|v| match (v, opts.anchor_shards) {
+            (Variant::Upmt(s), Some(n)) => Variant::Upmt(Setup {
+                shards: Some(n),
+                ..s
+            }),
+            (v, _) => v,
+        })
+        .collect();
     let rounds = opts
         .repeats
         .unwrap_or(if opts.quick { 1 } else { 3 })
