@@ -41,6 +41,10 @@ pub const MAX_SUPER_PACKET: usize = 65_535;
 /// Most frames one [`Coalescer`] batch holds before [`Coalescer::push`] asks for a drain.
 pub const MAX_FRAMES: usize = 128;
 
+/// Most datagrams the coalescer merges into one UDP super-packet (the kernel refuses more
+/// than 128 segments per UDP GSO packet; 64 keeps older kernels' limit).
+pub const MAX_UDP_SEGMENTS: usize = 64;
+
 /// Offset of the checksum field in the TCP header (`csum_offset` for TCP).
 const TCP_CSUM_OFFSET: usize = 16;
 
@@ -453,6 +457,8 @@ pub enum Pushed {
 struct Open {
     /// Start of the IP packet in the arena (its vnet header is just before).
     start: usize,
+    /// A UDP super-packet (USO) rather than a TCP one.
+    udp: bool,
     v4: bool,
     l4: usize,
     hdrs: usize,
@@ -467,9 +473,11 @@ struct Open {
 }
 
 /// A coalescing candidate: an unfragmented TCP packet with payload, no SYN/FIN/RST/URG,
-/// valid checksums, IPv4 without options or IPv6 without extension headers.
+/// valid checksums, IPv4 without options or IPv6 without extension headers; or (when UDP
+/// coalescing is on) such a UDP datagram with payload and a non-zero, valid checksum.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
+    udp: bool,
     v4: bool,
     l4: usize,
     hdrs: usize,
@@ -480,32 +488,65 @@ struct Candidate {
     flags: u8,
 }
 
-fn candidate(pkt: &[u8]) -> Option<Candidate> {
-    let (v4, l4, src, dst, ident, dont_frag): (bool, usize, IpAddr, IpAddr, u16, bool) =
-        match pkt.first()? >> 4 {
-            4 => {
-                let ip = ipv4::Packet::new_checked(pkt).ok()?;
-                if ip.header_len() != ipv4::HEADER_LEN
-                    || usize::from(ip.total_len()) != pkt.len()
-                    || ip.is_fragment()
-                    || ip.protocol() != IpProtocol::Tcp
-                    || !ip.verify_checksum()
-                {
-                    return None;
-                }
-                let (s, d) = (ip.src_addr().into(), ip.dst_addr().into());
-                (true, ipv4::HEADER_LEN, s, d, ip.ident(), ip.dont_frag())
+fn candidate(pkt: &[u8], udp_on: bool) -> Option<Candidate> {
+    let wanted = |p: IpProtocol| p == IpProtocol::Tcp || (udp_on && p == IpProtocol::Udp);
+    let (v4, l4, src, dst, ident, dont_frag, proto) = match pkt.first()? >> 4 {
+        4 => {
+            let ip = ipv4::Packet::new_checked(pkt).ok()?;
+            if ip.header_len() != ipv4::HEADER_LEN
+                || usize::from(ip.total_len()) != pkt.len()
+                || ip.is_fragment()
+                || !wanted(ip.protocol())
+                || !ip.verify_checksum()
+            {
+                return None;
             }
-            6 => {
-                let ip = ipv6::Packet::new_checked(pkt).ok()?;
-                if ip.next_header() != IpProtocol::Tcp || ip.total_len() != pkt.len() {
-                    return None;
-                }
-                let (s, d) = (ip.src_addr().into(), ip.dst_addr().into());
-                (false, ipv6::HEADER_LEN, s, d, 0, true)
+            let (s, d): (IpAddr, IpAddr) = (ip.src_addr().into(), ip.dst_addr().into());
+            let id = ip.ident();
+            (
+                true,
+                ipv4::HEADER_LEN,
+                s,
+                d,
+                id,
+                ip.dont_frag(),
+                ip.protocol(),
+            )
+        }
+        6 => {
+            let ip = ipv6::Packet::new_checked(pkt).ok()?;
+            if !wanted(ip.next_header()) || ip.total_len() != pkt.len() {
+                return None;
             }
-            _ => return None,
-        };
+            let (s, d): (IpAddr, IpAddr) = (ip.src_addr().into(), ip.dst_addr().into());
+            (false, ipv6::HEADER_LEN, s, d, 0, true, ip.next_header())
+        }
+        _ => return None,
+    };
+    if proto == IpProtocol::Udp {
+        let udp = crate::udp::Packet::new_checked(pkt.get(l4..)?).ok()?;
+        let payload_len = usize::from(udp.len()).checked_sub(crate::udp::HEADER_LEN)?;
+        // A zero checksum (IPv4: none sent) would come out computed after segmentation:
+        // not byte-exact, so such datagrams pass through. A bad one is not laundered.
+        if l4 + usize::from(udp.len()) != pkt.len()
+            || payload_len == 0
+            || udp.checksum() == 0
+            || !udp.verify_checksum(src, dst)
+        {
+            return None;
+        }
+        return Some(Candidate {
+            udp: true,
+            v4,
+            l4,
+            hdrs: l4 + crate::udp::HEADER_LEN,
+            payload_len,
+            seq: 0,
+            ident,
+            dont_frag,
+            flags: 0,
+        });
+    }
     let tcp = tcp::Packet::new_checked(pkt.get(l4..)?).ok()?;
     let flags = tcp.flags().0;
     let forbidden = tcp::Flags::SYN.0 | tcp::Flags::FIN.0 | tcp::Flags::RST.0 | tcp::Flags::URG.0;
@@ -516,6 +557,7 @@ fn candidate(pkt: &[u8]) -> Option<Candidate> {
         return None;
     }
     Some(Candidate {
+        udp: false,
         v4,
         l4,
         hdrs: l4 + tcp.header_len(),
@@ -566,6 +608,7 @@ pub struct Coalescer<B: AsRef<[u8]> + AsMut<[u8]>> {
     frames: [Frame; MAX_FRAMES],
     count: usize,
     open: Option<Open>,
+    udp: bool,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
@@ -577,14 +620,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             frames: [Frame::default(); MAX_FRAMES],
             count: 0,
             open: None,
+            udp: false,
         }
+    }
+
+    /// Also merges UDP datagrams (off by default): consecutive datagrams of one flow with
+    /// the same payload size (the last may be shorter, and ends the super-packet), the same
+    /// IP header except length, id and checksum (an IPv4 id one above the previous one
+    /// unless DF is set), non-zero valid checksums, at most [`MAX_UDP_SEGMENTS`] of them,
+    /// within [`MAX_SUPER_PACKET`]. A merged frame is `GSO_UDP_L4` with `NEEDS_CSUM`,
+    /// `csum_start` = the UDP header, `csum_offset` = 6, the UDP length of the whole, and in
+    /// the checksum field the uncomplemented pseudo-header sum over that length (the kernel's
+    /// `__udp_gso_segment` adjusts it per datagram). Turn it on only for a TUN that accepted
+    /// `TUN_F_USO4|TUN_F_USO6`.
+    pub fn udp(mut self, on: bool) -> Self {
+        self.udp = on;
+        self
     }
 
     /// Takes one packet (a whole IP packet, nothing after it). Never panics; see the type
     /// docs for what is merged. Errors only with [`Error::BufferTooSmall`] (arena or frame
     /// table full; the packet was not taken).
     pub fn push(&mut self, packet: &[u8]) -> Result<Pushed> {
-        let cand = candidate(packet);
+        let cand = candidate(packet, self.udp);
         if let (Some(c), Some(o)) = (cand, self.open) {
             if self.extends(&o, &c, packet) {
                 return self.append(o, c, packet);
@@ -611,6 +669,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             Some(c) if c.flags & tcp::Flags::PSH.0 == 0 => {
                 self.open = Some(Open {
                     start: start + VNET_HDR_LEN,
+                    udp: c.udp,
                     v4: c.v4,
                     l4: c.l4,
                     hdrs: c.hdrs,
@@ -630,6 +689,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
 
     /// Does `c` (bytes `pkt`) extend the open super-packet `o`?
     fn extends(&self, o: &Open, c: &Candidate, pkt: &[u8]) -> bool {
+        if c.udp != o.udp {
+            return false;
+        }
+        if c.udp {
+            return self.extends_udp(o, c, pkt);
+        }
         if o.closed
             || c.v4 != o.v4
             || c.hdrs != o.hdrs
@@ -661,6 +726,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         let mask = !(tcp::Flags::PSH.0 | tcp::Flags::CWR.0);
         let head_flags = head.get(l4 + 13).copied().unwrap_or(0);
         ip_same && tcp_same && (head_flags ^ c.flags) & mask == 0
+    }
+
+    /// [`Coalescer::extends`] for UDP (see [`Coalescer::udp`]).
+    fn extends_udp(&self, o: &Open, c: &Candidate, pkt: &[u8]) -> bool {
+        if o.closed
+            || c.v4 != o.v4
+            || c.hdrs != o.hdrs
+            || c.payload_len > o.gso_size
+            || o.segs >= MAX_UDP_SEGMENTS
+            || self.used - o.start + c.payload_len > MAX_SUPER_PACKET
+            || (o.v4 && !o.dont_frag && c.ident != o.last_id.wrapping_add(1))
+        {
+            return false;
+        }
+        let Some(head) = self.arena.as_ref().get(o.start..o.start + o.hdrs) else {
+            return false;
+        };
+        let same = |r: core::ops::Range<usize>| head.get(r.clone()) == pkt.get(r);
+        let ip_same = if o.v4 {
+            same(0..2) && same(6..10) && same(12..20)
+        } else {
+            same(0..4) && same(6..40)
+        };
+        // Ports.
+        ip_same && same(o.l4..o.l4 + 4)
     }
 
     fn append(&mut self, mut o: Open, c: Candidate, pkt: &[u8]) -> Result<Pushed> {
@@ -717,6 +807,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         let Some(seg) = pkt.get_mut(o.l4..) else {
             return;
         };
+        if o.udp {
+            let udp_len = seg.len();
+            let mut udp = crate::udp::Packet::new_unchecked(seg);
+            udp.set_len(udp_len as u16);
+            udp.set_checksum(checksum::pseudo_header(
+                src,
+                dst,
+                IpProtocol::Udp,
+                udp_len as u32,
+            ));
+            let hdr = VirtioNetHdr {
+                flags: VirtioNetHdr::F_NEEDS_CSUM,
+                gso_type: VirtioNetHdr::GSO_UDP_L4,
+                hdr_len: o.hdrs as u16,
+                gso_size: o.gso_size as u16,
+                csum_start: o.l4 as u16,
+                csum_offset: UDP_CSUM_OFFSET as u16,
+            };
+            if let Some(h) = self.arena.as_mut().get_mut(o.start - VNET_HDR_LEN..o.start) {
+                let _ = hdr.emit(h);
+            }
+            return;
+        }
         let tcp_len = seg.len() as u32;
         let mut tcp = tcp::Packet::new_unchecked(seg);
         let flags = tcp.flags();
