@@ -74,6 +74,8 @@ pub(crate) struct ShardCtx {
     pub(crate) msgs: Receiver<ShardMsg>,
     pub(crate) fwd: Forwarder,
     pub(crate) cfg: EngineConfig,
+    /// The TUN accepted USO: UDP super-packets may be written to it.
+    pub(crate) tun_uso: bool,
 }
 
 struct ShardLink {
@@ -282,6 +284,7 @@ impl Engine {
         // refused: TSO alone. TSO refused too: the vnet header stays (coalesced writes still
         // work), reads are single packets. Each refusal is logged and counted.
         let mut tso = false;
+        let mut uso = false;
         let mut fallbacks = 0;
         if let (true, Some(q)) = (cfg.offload, tuns.first()) {
             let tso_flags = sys::tun::TUN_F_CSUM | sys::tun::TUN_F_TSO4 | sys::tun::TUN_F_TSO6;
@@ -293,7 +296,10 @@ impl Engine {
                 sys::tun::set_offload(q, tso_flags | uso_flags)
             };
             match first {
-                Ok(()) => tso = true,
+                Ok(()) => {
+                    tso = true;
+                    uso = true;
+                }
                 Err(e) => {
                     fallbacks += 1;
                     let second = if cfg.offload_faults.refuse_tun_offload {
@@ -377,6 +383,7 @@ impl Engine {
                     hold: cfg.mode == Mode::Mobile && cfg.new_flow_wait.is_some(),
                 },
                 cfg: cfg.clone(),
+                tun_uso: uso,
             };
             let core = if cfg.pin_cores && !cores.is_empty() {
                 cores.get(i % cores.len()).copied()
@@ -422,7 +429,7 @@ impl Engine {
             .name("upmt-dp-control".into())
             .spawn(move || relay.run(cmd_rx))
             .map_err(EngineError::Spawn)?;
-        tracing::info!(shards = n, ?backend, mode = ?cfg.mode, tun = %cfg.tun_name, offload = cfg.offload, tso, "data plane started");
+        tracing::info!(shards = n, ?backend, mode = ?cfg.mode, tun = %cfg.tun_name, offload = cfg.offload, tso, uso, "data plane started");
         Ok(Engine {
             handle: EngineHandle {
                 commands: cmd_tx,

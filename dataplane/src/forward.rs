@@ -207,12 +207,18 @@ impl Forwarder {
         let (mut packets, mut bytes) = (1u64, packet.len() as u64);
         let gso = usize::from(hdr.gso_size);
         let start = usize::from(hdr.csum_start);
-        if hdr.gso() != wire::offload::Gso::None && gso > 0 {
-            // Headers: up to the end of the TCP header (data offset at byte 12 of it).
-            let doff = packet
-                .get(start + 12)
-                .map_or(20, |b| usize::from(b >> 4) * 4);
-            let hdrs = start + doff;
+        let l4_hdr = match hdr.gso() {
+            wire::offload::Gso::None => None,
+            wire::offload::Gso::UdpL4 => Some(8),
+            // TCP: the data offset, at byte 12 of its header.
+            _ => Some(
+                packet
+                    .get(start + 12)
+                    .map_or(20, |b| usize::from(b >> 4) * 4),
+            ),
+        };
+        if let (Some(l4_hdr), true) = (l4_hdr, gso > 0) {
+            let hdrs = start + l4_hdr;
             let payload = packet.len().saturating_sub(hdrs);
             packets = payload.div_ceil(gso).max(1) as u64;
             bytes += (packets - 1) * hdrs as u64;
@@ -508,6 +514,23 @@ pub(crate) mod tests {
         let snap = f.tables.flows(10);
         // 3 datagrams of 140, 140 and 90 bytes, then one of 60.
         assert_eq!(snap[0].down, (4, 370 + 60));
+        assert_eq!(snap[0].key, key);
+        // A UDP super-packet (USO): 8-byte headers.
+        let mut u = udp_packet(CH, VIPA, 53, 4001, &[7u8; 250]);
+        let ukey = pkt::flow_key(&u).unwrap().reversed();
+        f.tables.insert_new(ukey, NO_TUNNEL).unwrap();
+        let uhdr = VirtioNetHdr {
+            gso_type: VirtioNetHdr::GSO_UDP_L4,
+            hdr_len: 28,
+            csum_offset: 6,
+            ..hdr
+        };
+        let mut uframe = vec![0u8; VNET_HDR_LEN];
+        uhdr.emit(&mut uframe).unwrap();
+        uframe.append(&mut u);
+        f.count_tun_frame(&uframe);
+        let down: Vec<_> = f.tables.flows(10).into_iter().map(|s| (s.key, s.down)).collect();
+        assert!(down.contains(&(ukey, (3, 278 + 2 * 28))), "{down:?}");
         // At the anchor frames are not counted this way.
         let (a, _e) = forwarder(Mode::Anchor, false);
         a.tables.insert_new(key, NO_TUNNEL).unwrap();

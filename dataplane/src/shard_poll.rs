@@ -31,6 +31,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         msgs,
         fwd,
         cfg,
+        tun_uso: _,
     } = ctx;
     let ep = Epoll::new()?;
     tracing::debug!(shard = index, "epoll shard running");

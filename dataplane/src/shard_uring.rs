@@ -49,6 +49,8 @@ struct Offload {
     scratch: Vec<u8>,
     /// Frame ranges of one coalescer, reused.
     frames: Vec<std::ops::Range<usize>>,
+    /// The TUN takes UDP super-packets (USO): UDP datagrams are coalesced too.
+    udp_coalesce: bool,
 }
 
 pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
@@ -60,6 +62,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         msgs,
         fwd,
         cfg,
+        tun_uso,
     } = ctx;
     let outs = if cfg.offload {
         cfg.offload_out_buffers
@@ -75,6 +78,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         out_dest: (0..outs).map(|_| None).collect(),
         scratch: Vec::new(),
         frames: Vec::with_capacity(offload::MAX_FRAMES),
+        udp_coalesce: cfg.offload && tun_uso,
     };
     tracing::debug!(shard = index, "io_uring shard running");
     let tun_fd = tun.as_raw_fd();
@@ -771,7 +775,7 @@ fn gro_receive(
             io.recycle_net(d.bid);
             return;
         };
-        let mut coal = Coalescer::new(arena);
+        let mut coal = Coalescer::new(arena).udp(off.udp_coalesce);
         let payload = src.get_mut(d.payload.clone()).unwrap_or_default();
         let mut at = d.payload.start;
         for chunk in payload.chunks_mut(d.size) {

@@ -530,6 +530,7 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
     // into the tunnel; without, the kernel segments before the TUN. Either way ch gets (and
     // echoes) the datagrams the application meant, byte-exact.
     let uso0 = offload_sum(&[&mh], |o| o.uso_in);
+    let coalesced0 = offload_sum(&[&an], |o| o.coalesced);
     let got = in_ns(&bed.mh, || {
         use std::os::fd::AsFd;
         let s = UdpSocket::bind(("0.0.0.0", 6100)).unwrap();
@@ -566,10 +567,18 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
     );
     let uso = offload_sum(&[&mh], |o| o.uso_in) - uso0;
     match off {
-        Off::On => assert!(
-            uso > 0,
-            "read as a USO super-packet and segmented by the engine"
-        ),
+        Off::On => {
+            assert!(
+                uso > 0,
+                "read as a USO super-packet and segmented by the engine"
+            );
+            // The anchor gets the send's datagrams in one GRO receive and writes them to its
+            // TUN as one UDP super-packet, which the kernel segments toward ch.
+            assert!(
+                offload_sum(&[&an], |o| o.coalesced) > coalesced0,
+                "UDP datagrams coalesced for the anchor's TUN"
+            );
+        }
         Off::No | Off::Faults => assert_eq!(uso, 0, "no USO super-packets without the offload"),
     }
 
