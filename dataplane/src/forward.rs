@@ -529,7 +529,12 @@ pub(crate) mod tests {
         uhdr.emit(&mut uframe).unwrap();
         uframe.append(&mut u);
         f.count_tun_frame(&uframe);
-        let down: Vec<_> = f.tables.flows(10).into_iter().map(|s| (s.key, s.down)).collect();
+        let down: Vec<_> = f
+            .tables
+            .flows(10)
+            .into_iter()
+            .map(|s| (s.key, s.down))
+            .collect();
         assert!(down.contains(&(ukey, (3, 278 + 2 * 28))), "{down:?}");
         // At the anchor frames are not counted this way.
         let (a, _e) = forwarder(Mode::Anchor, false);

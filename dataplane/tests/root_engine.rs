@@ -582,6 +582,70 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
         Off::No | Off::Faults => assert_eq!(uso, 0, "no USO super-packets without the offload"),
     }
 
+    // --- and downstream: ch answers with one UDP_SEGMENT send (a QUIC server's burst) ---
+    // The anchor reads it from its TUN as a USO super-packet and sends it segmented in one
+    // UDP GSO send; with offload the mobile host receives that in one GRO receive and
+    // writes it to its TUN as one UDP super-packet, which the kernel hands to the
+    // application as the datagrams ch meant.
+    let mh_coalesced0 = offload_sum(&[&mh], |o| o.coalesced);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ch_ns = bed.ch.clone();
+    let server = std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        dataplane::sys::netns::enter(&ch_ns).expect("enter ch");
+        let s = UdpSocket::bind((CH, 6200)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut b = [0u8; 64];
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 11 % 251) as u8).collect();
+        dataplane::sys::udp::set_udp_segment(s.as_fd(), 1200).unwrap();
+        // One burst per request (the client retries on loss).
+        while let Ok((_, peer)) = s.recv_from(&mut b) {
+            s.send_to(&data, peer).unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
+    let got = in_ns(&bed.mh, || {
+        let s = UdpSocket::bind(("0.0.0.0", 6201)).unwrap();
+        s.connect((CH, 6200)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let want: Vec<u8> = (0..3000u32).map(|i| (i * 11 % 251) as u8).collect();
+        let mut buf = vec![0u8; 65536];
+        let mut last = (Vec::new(), false);
+        for _ in 0..3 {
+            s.send(b"burst please").unwrap();
+            let (mut sizes, mut joined) = (Vec::new(), Vec::new());
+            while joined.len() < want.len() {
+                match s.recv(&mut buf) {
+                    Ok(n) => {
+                        sizes.push(n);
+                        joined.extend_from_slice(&buf[..n]);
+                    }
+                    Err(_) => break,
+                }
+            }
+            last = (sizes, joined == want);
+            if last.1 {
+                break;
+            }
+        }
+        last
+    });
+    let _ = server.join();
+    assert_eq!(
+        got,
+        (vec![1200, 1200, 600], true),
+        "a UDP GSO burst from ch arrives at the application as its datagrams, byte-exact"
+    );
+    if off == Off::On {
+        assert!(
+            offload_sum(&[&mh], |o| o.coalesced) > mh_coalesced0,
+            "the burst coalesced for the mobile host's TUN"
+        );
+    }
+
     // --- handover: a flow moved to tunnel 2 changes path on its next packet, both ways ---
     assert!(udp_echo(&bed.mh, 6000, b"before".to_vec()));
     let (m1_before, m2_before) = {

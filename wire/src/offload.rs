@@ -1,7 +1,8 @@
 //! TUN offloads in user space, sans-IO: the `virtio_net_hdr` that precedes every packet on a
 //! TUN opened with `IFF_VNET_HDR`, TCP and UDP segmentation of the super-packets the kernel
-//! hands us (TSO, USO, for one `sendmsg` with `UDP_SEGMENT` into the tunnel) and TCP
-//! coalescing of the packets that come out of the tunnel (GRO, for one TUN write).
+//! hands us (TSO, USO, for one `sendmsg` with `UDP_SEGMENT` into the tunnel) and TCP (and,
+//! optionally, UDP) coalescing of the packets that come out of the tunnel (GRO, for one TUN
+//! write).
 //!
 //! No I/O, no allocation: every function writes into a buffer the caller provides. Nothing
 //! here panics on any input; malformed packets give a typed [`Error`] (segmentation) or pass
@@ -23,7 +24,8 @@
 //! ## Coalescing ([`Coalescer`])
 //!
 //! Packets are pushed one at a time; consecutive in-order segments of one TCP flow are merged
-//! into a super-packet with a `NEEDS_CSUM` + `GSO_TCPV4/6` header, anything else is copied
+//! into a super-packet with a `NEEDS_CSUM` + `GSO_TCPV4/6` header (with [`Coalescer::udp`],
+//! same-size datagrams of one UDP flow into a `GSO_UDP_L4` one), anything else is copied
 //! through with a `GSO_NONE` header. Each output frame is `[virtio_net_hdr][IP packet]`,
 //! ready for one `write` to the TUN.
 
