@@ -1895,14 +1895,15 @@ proptest! {
         pkts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..120), 0..20),
         arena in 0usize..1500,
         v4_tcp in any::<bool>(),
+        udp in any::<bool>(),
     ) {
-        let mut c = Coalescer::new(vec![0u8; arena]);
+        let mut c = Coalescer::new(vec![0u8; arena]).udp(udp);
         for p in &pkts {
             let mut p = p.clone();
             if v4_tcp && p.len() >= 20 {
-                // Make the random bytes look more like IPv4/TCP.
+                // Make the random bytes look more like IPv4/TCP (or UDP).
                 p[0] = 0x45;
-                p[9] = 6;
+                p[9] = if udp { 17 } else { 6 };
             }
             if c.push(&p).is_err() {
                 c.flush();
@@ -1950,12 +1951,15 @@ fn check_frames<B: AsRef<[u8]> + AsMut<[u8]>>(
         let fr = parse_frame(f);
         if fr.hdr == VirtioNetHdr::default() {
             let known = pkts.iter().any(|p| {
-                let mut q = p.clone();
-                if q.len() >= 20 {
-                    q[0] = 0x45;
-                    q[9] = 6;
-                }
-                *p == fr.pkt || q == fr.pkt
+                let looks_like = |proto: u8| {
+                    let mut q = p.clone();
+                    if q.len() >= 20 {
+                        q[0] = 0x45;
+                        q[9] = proto;
+                    }
+                    q == fr.pkt
+                };
+                *p == fr.pkt || looks_like(6) || looks_like(17)
             });
             prop_assert!(known, "a pass-through frame that is none of the inputs");
         }
