@@ -183,21 +183,21 @@ impl Mobile {
     pub(super) fn apply_policy(&mut self, now: Instant) {
         // At start, let every tunnel answer once (or 3 s pass) before the policy sees the
         // paths: otherwise the first path to answer wins and the preferred one would have
-        // to wait out the hold-down. A path that answered and then went away does not hold
-        // the policy back: its flows must move (or wait) at once.
+        // to wait out the hold-down. A path that answered, or went away, does not hold the
+        // policy back: a lost path's flows must move (or wait) at once.
         for t in self.tunnels.values() {
             if t.phase == TunnelPhase::Ready
                 && t.probe.state() != PathState::Probing
-                && !self.answered.contains(&t.iface)
+                && !self.settled.contains(&t.iface)
             {
-                self.answered.insert(t.iface.clone());
+                self.settled.insert(t.iface.clone());
             }
         }
         let settling = self
             .cfg
             .interfaces
             .iter()
-            .any(|i| !self.answered.contains(&i.name));
+            .any(|i| !self.settled.contains(&i.name));
         if settling && now.duration_since(self.epoch) < STARTUP_SETTLE {
             return;
         }

@@ -112,9 +112,9 @@ struct Mobile {
     /// How long the last new flows waited for classification and placement, µs.
     placement_us: std::collections::VecDeque<u64>,
     placements: u64,
-    /// Interfaces whose tunnel has answered at least once (the policy's start-up settle
-    /// waits for these only).
-    answered: std::collections::HashSet<String>,
+    /// Interfaces the policy's start-up settle no longer waits for: their tunnel answered
+    /// once, or they went away.
+    settled: std::collections::HashSet<String>,
 }
 
 /// A tunnel that carried data this recently is probed at the fast pace, so that a silent
@@ -246,7 +246,7 @@ pub fn run(cfg: MobileConfig, stop: Arc<AtomicBool>) -> Result<()> {
         socks_rx: socks_rx.clone(),
         placement_us: std::collections::VecDeque::new(),
         placements: 0,
-        answered: std::collections::HashSet::new(),
+        settled: std::collections::HashSet::new(),
         cfg,
         tun,
         anchor_tunnel,
@@ -556,6 +556,7 @@ impl Mobile {
                 // decides (a `never` flow waits) instead of falling to the default path
                 // when the data plane unroutes the removed tunnel.
                 self.reroute(now);
+                self.settled.insert(name.clone());
                 self.apply_policy(now);
                 for id in gone {
                     let _ = self.engine.handle().send(Command::RemoveTunnel { id });
