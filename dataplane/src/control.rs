@@ -150,6 +150,11 @@ pub struct OffloadFaults {
     /// kernel refuses (`EINVAL`: more than its segment limit), so that socket falls back to
     /// one datagram per segment.
     pub fail_gso_send: bool,
+    /// Write each shard's second UDP super-packet to the TUN with a `csum_start` past its
+    /// end, which the kernel refuses (`EINVAL`), so that shard writes UDP datagrams one by
+    /// one from then on (the datagrams of that write are lost, as with any refused write).
+    /// The second, so that a test sees a coalesced write succeed first.
+    pub fail_udp_coalesced_write: bool,
 }
 
 /// The anchor's NAT, called in place on the per-packet path (must not block or lock).

@@ -49,8 +49,25 @@ struct Offload {
     scratch: Vec<u8>,
     /// Frame ranges of one coalescer, reused.
     frames: Vec<std::ops::Range<usize>>,
-    /// The TUN takes UDP super-packets (USO): UDP datagrams are coalesced too.
+    /// The TUN takes UDP super-packets (USO): UDP datagrams are coalesced too. Off for good
+    /// once the TUN refuses a coalesced write.
     udp_coalesce: bool,
+    /// Fault injection: UDP super-packets still to write before one goes out with a bad
+    /// header (`None`: no fault).
+    fail_udp_write: Option<u32>,
+}
+
+impl Offload {
+    /// A TUN write failed with `-errno`: `EINVAL` means the kernel refused a header this
+    /// shard wrote, and the only header it may not take is a UDP super-packet's (older
+    /// kernels): UDP datagrams are written one by one from now on. Logged once, counted.
+    fn on_tun_write_error(&mut self, shard: usize, errno: i32, stats: &ShardStats) {
+        if errno == libc::EINVAL && self.udp_coalesce {
+            tracing::warn!(shard, "TUN refused a coalesced write (EINVAL): UDP datagrams are written one by one from now on");
+            self.udp_coalesce = false;
+            stats.offload.fallbacks.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
@@ -79,6 +96,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
         scratch: Vec::new(),
         frames: Vec::with_capacity(offload::MAX_FRAMES),
         udp_coalesce: cfg.offload && tun_uso,
+        fail_udp_write: cfg.offload_faults.fail_udp_coalesced_write.then_some(1),
     };
     tracing::debug!(shard = index, "io_uring shard running");
     let tun_fd = tun.as_raw_fd();
@@ -396,6 +414,7 @@ pub(crate) fn run(ctx: ShardCtx) -> io::Result<()> {
                 Op::OutWrite(_) => {
                     if d.result < 0 {
                         stats.drop_packet(DropReason::TunWriteError);
+                        off.on_tun_write_error(index, -d.result, &stats);
                     } else {
                         stats.tun_tx.add(d.result as usize);
                     }
@@ -763,6 +782,8 @@ fn gro_receive(
     }
     let mut replies: Vec<std::ops::Range<usize>> = Vec::new();
     off.frames.clear();
+    // A refused synchronous TUN write (its errno), handled once the arena is given back.
+    let mut refused: Option<i32> = None;
     {
         let views = match out {
             Some(o) => io.net_buf_and_out(d.bid, o),
@@ -800,11 +821,26 @@ fn gro_receive(
         // Super-packets: frames whose header says GSO. Every frame is counted on its flow.
         let arena = coal.into_inner();
         for r in &off.frames {
-            let Some(frame) = arena.get(r.clone()) else {
+            let Some(frame) = arena.get_mut(r.clone()) else {
                 continue;
             };
-            if frame.get(1).is_some_and(|g| *g != VirtioNetHdr::GSO_NONE) {
-                stats.offload.coalesced.fetch_add(1, Relaxed);
+            match frame.get(1).copied() {
+                Some(VirtioNetHdr::GSO_NONE) | None => {}
+                Some(g) => {
+                    stats.offload.coalesced.fetch_add(1, Relaxed);
+                    if g == VirtioNetHdr::GSO_UDP_L4 {
+                        match off.fail_udp_write {
+                            Some(0) => {
+                                off.fail_udp_write = None;
+                                if let Some(cs) = frame.get_mut(6..8) {
+                                    cs.copy_from_slice(&u16::MAX.to_le_bytes());
+                                }
+                            }
+                            Some(n) => off.fail_udp_write = Some(n - 1),
+                            None => {}
+                        }
+                    }
+                }
             }
             fwd.count_tun_frame(frame);
         }
@@ -829,10 +865,17 @@ fn gro_receive(
                     .map(|f| crate::sys::poll::write(tun_fd, f))
                 {
                     Some(Ok(n)) => stats.tun_tx.add(n),
-                    _ => stats.drop_packet(DropReason::TunWriteError),
+                    Some(Err(e)) => {
+                        stats.drop_packet(DropReason::TunWriteError);
+                        refused = e.raw_os_error();
+                    }
+                    None => stats.drop_packet(DropReason::TunWriteError),
                 }
             }
         }
+    }
+    if let Some(errno) = refused {
+        off.on_tun_write_error(fwd.shard, errno, stats);
     }
     io.recycle_net(d.bid);
     if let Some(o) = out {

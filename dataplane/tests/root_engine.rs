@@ -280,6 +280,41 @@ fn suite(backend: Backend, nat: NatMode, vnet_hdr: bool) {
 }
 
 /// Sum of one offload counter over both engines' shards.
+/// From `port` on the mobile host, one 3000-byte send with `UDP_SEGMENT` 1200 to ch's UDP
+/// echo, up to 3 times until the echo comes back whole: the sizes received, whether they
+/// joined to the data, and the attempts it took.
+fn gso_echo(mh: &str, port: u16) -> (Vec<usize>, bool, u32) {
+    in_ns(mh, move || {
+        use std::os::fd::AsFd;
+        let s = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        s.connect((CH, 7)).unwrap();
+        dataplane::sys::udp::set_udp_segment(s.as_fd(), 1200).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut buf = vec![0u8; 65536];
+        let mut last = (Vec::new(), false, 0);
+        for attempt in 1..=3 {
+            s.send(&data).unwrap();
+            let (mut sizes, mut joined) = (Vec::new(), Vec::new());
+            while joined.len() < data.len() {
+                match s.recv(&mut buf) {
+                    Ok(n) => {
+                        sizes.push(n);
+                        joined.extend_from_slice(&buf[..n]);
+                    }
+                    Err(_) => break,
+                }
+            }
+            last = (sizes, joined == data, attempt);
+            if last.1 {
+                break;
+            }
+        }
+        last
+    })
+}
+
 fn offload_sum(engines: &[&Engine], f: impl Fn(&dataplane::OffloadSnapshot) -> u64) -> u64 {
     engines
         .iter()
@@ -316,6 +351,10 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
     acfg.offload_faults = dataplane::OffloadFaults {
         refuse_tun_offload: false,
         fail_gso_send: off == Off::Faults,
+        // With offload on, the anchor's second UDP super-packet is refused by the kernel
+        // (a bad header on purpose): the UDP section below sees a coalesced write succeed,
+        // then the fallback to datagrams one by one.
+        fail_udp_coalesced_write: off == Off::On,
     };
     let public = if nat == NatMode::Napt {
         Ipv4Addr::new(198, 18, 2, 100)
@@ -355,6 +394,7 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
     // the anchor's first GSO send per socket is refused (EINVAL) and falls back.
     mcfg.offload_faults = dataplane::OffloadFaults {
         refuse_tun_offload: off == Off::Faults,
+        fail_udp_coalesced_write: false,
         fail_gso_send: false,
     };
     // First packets of a new flow wait (bounded) for the control side's placement.
@@ -531,37 +571,9 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
     // echoes) the datagrams the application meant, byte-exact.
     let uso0 = offload_sum(&[&mh], |o| o.uso_in);
     let coalesced0 = offload_sum(&[&an], |o| o.coalesced);
-    let got = in_ns(&bed.mh, || {
-        use std::os::fd::AsFd;
-        let s = UdpSocket::bind(("0.0.0.0", 6100)).unwrap();
-        s.connect((CH, 7)).unwrap();
-        dataplane::sys::udp::set_udp_segment(s.as_fd(), 1200).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 253) as u8).collect();
-        let mut buf = vec![0u8; 65536];
-        let mut last = (Vec::new(), false);
-        for _ in 0..3 {
-            s.send(&data).unwrap();
-            let (mut sizes, mut joined) = (Vec::new(), Vec::new());
-            while joined.len() < data.len() {
-                match s.recv(&mut buf) {
-                    Ok(n) => {
-                        sizes.push(n);
-                        joined.extend_from_slice(&buf[..n]);
-                    }
-                    Err(_) => break,
-                }
-            }
-            last = (sizes, joined == data);
-            if last.1 {
-                break;
-            }
-        }
-        last
-    });
+    let (sizes, exact, attempts) = gso_echo(&bed.mh, 6100);
     assert_eq!(
-        got,
+        (sizes, exact),
         (vec![1200, 1200, 600], true),
         "a UDP GSO send arrives as its datagrams, byte-exact"
     );
@@ -577,6 +589,18 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
             assert!(
                 offload_sum(&[&an], |o| o.coalesced) > coalesced0,
                 "UDP datagrams coalesced for the anchor's TUN"
+            );
+            assert_eq!(attempts, 1, "the coalesced write went through");
+            // The anchor's next UDP super-packet is refused (fault injection): that send is
+            // lost, the shard falls back to datagrams one by one, the retry arrives.
+            let fb0 = offload_sum(&[&an], |o| o.fallbacks);
+            let (sizes, exact, attempts) = gso_echo(&bed.mh, 6101);
+            assert_eq!((sizes, exact), (vec![1200, 1200, 600], true));
+            assert_eq!(attempts, 2, "the refused write's datagrams were lost once");
+            assert_eq!(
+                offload_sum(&[&an], |o| o.fallbacks),
+                fb0 + 1,
+                "one fallback for the refused coalesced write"
             );
         }
         Off::No | Off::Faults => assert_eq!(uso, 0, "no USO super-packets without the offload"),
