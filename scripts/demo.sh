@@ -61,6 +61,9 @@ head -c 30000000 /dev/urandom >"$work/blob"
 
 say "starting the anchor (in an) and the mobile host (in mh)"
 tb upmt start
+# curl's --limit-rate paces its reads, not the wire: a small receive window keeps the
+# transfers below running when the links change under them.
+tb exec mh -- sysctl -qw net.ipv4.tcp_rmem="4096 131072 1048576"
 tunnels
 
 say "ping mh -> ch through UPMT"

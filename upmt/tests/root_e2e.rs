@@ -150,6 +150,15 @@ fn blackhole_is_detected_and_flows_move() {
         .cloned()
         .unwrap();
     assert_eq!(wlan["state"], "down", "{s}");
+    // The transfer was running when wlan0 went silent: its rest came over umts0.
+    let umts_rx = s["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["iface"] == "umts0")
+        .map(|t| t["rx_bytes"].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(umts_rx > 1 << 20, "the flow did not move to umts0: {s}");
     tb.ok(&["link", "wlan0", "blackhole", "off"]);
     tb.wait_for("the wlan0 path to recover", 15, || {
         tb.tunnel_ifaces_up().contains(&"wlan0".to_owned())

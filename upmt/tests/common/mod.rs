@@ -176,6 +176,14 @@ impl Tb {
     /// Starts `curl` on mh downloading the blob at `rate` (curl's --limit-rate); returns
     /// the child and the output path.
     pub fn download(&self, rate: &str) -> (Child, PathBuf) {
+        // curl's --limit-rate paces its reads, not the wire: with the kernel's default
+        // receive buffer (up to 32 MB here) a whole test blob can arrive in the first second,
+        // and a link event meant for a running transfer would meet an idle one. A 1 MB window
+        // keeps the wire at the asked rate.
+        self.exec_ok(
+            "mh",
+            &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 131072 1048576"],
+        );
         let out = self.dir.join("download");
         let _ = std::fs::remove_file(&out);
         let out_s = out.to_string_lossy().into_owned();
