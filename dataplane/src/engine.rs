@@ -218,17 +218,18 @@ impl Engine {
         }
         let mut cores = core_affinity::get_core_ids().unwrap_or_default();
         if !cfg.cpus.is_empty() {
-            let mut chosen = Vec::with_capacity(cfg.cpus.len());
-            for cpu in &cfg.cpus {
-                let Some(c) = cores.iter().find(|c| c.id == *cpu) else {
-                    return Err(EngineError::Config(format!(
-                        "cpu {cpu} is not one this process may run on ({:?})",
-                        cores.iter().map(|c| c.id).collect::<Vec<_>>()
-                    )));
-                };
-                chosen.push(*c);
-            }
-            cores = chosen;
+            cores = cfg
+                .cpus
+                .iter()
+                .map(|cpu| {
+                    cores.iter().find(|c| c.id == *cpu).copied().ok_or_else(|| {
+                        EngineError::Config(format!(
+                            "cpu {cpu} is not one this process may run on ({:?})",
+                            cores.iter().map(|c| c.id).collect::<Vec<_>>()
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         let n = if cfg.shards == 0 {
             cores.len().max(1)

@@ -292,27 +292,34 @@ fn gso_echo(mh: &str, port: u16) -> (Vec<usize>, bool, u32) {
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 253) as u8).collect();
-        let mut buf = vec![0u8; 65536];
-        let mut last = (Vec::new(), false, 0);
-        for attempt in 1..=3 {
-            s.send(&data).unwrap();
-            let (mut sizes, mut joined) = (Vec::new(), Vec::new());
-            while joined.len() < data.len() {
-                match s.recv(&mut buf) {
-                    Ok(n) => {
-                        sizes.push(n);
-                        joined.extend_from_slice(&buf[..n]);
-                    }
-                    Err(_) => break,
+        ask_until_whole(&s, &data, &data)
+    })
+}
+
+/// Sends `request` on the connected `s` and collects datagrams until they join to `want`,
+/// up to 3 times (a lost datagram: ask again): the sizes received last, whether they joined
+/// to `want`, and the attempts it took.
+fn ask_until_whole(s: &UdpSocket, request: &[u8], want: &[u8]) -> (Vec<usize>, bool, u32) {
+    let mut buf = vec![0u8; 65536];
+    let mut last = (Vec::new(), false, 0);
+    for attempt in 1..=3 {
+        s.send(request).unwrap();
+        let (mut sizes, mut joined) = (Vec::new(), Vec::new());
+        while joined.len() < want.len() {
+            match s.recv(&mut buf) {
+                Ok(n) => {
+                    sizes.push(n);
+                    joined.extend_from_slice(&buf[..n]);
                 }
-            }
-            last = (sizes, joined == data, attempt);
-            if last.1 {
-                break;
+                Err(_) => break,
             }
         }
-        last
-    })
+        last = (sizes, joined == want, attempt);
+        if last.1 {
+            break;
+        }
+    }
+    last
 }
 
 fn offload_sum(engines: &[&Engine], f: impl Fn(&dataplane::OffloadSnapshot) -> u64) -> u64 {
@@ -636,26 +643,8 @@ fn suite_with(backend: Backend, nat: NatMode, vnet_hdr: bool, off: Off) {
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let want: Vec<u8> = (0..3000u32).map(|i| (i * 11 % 251) as u8).collect();
-        let mut buf = vec![0u8; 65536];
-        let mut last = (Vec::new(), false);
-        for _ in 0..3 {
-            s.send(b"burst please").unwrap();
-            let (mut sizes, mut joined) = (Vec::new(), Vec::new());
-            while joined.len() < want.len() {
-                match s.recv(&mut buf) {
-                    Ok(n) => {
-                        sizes.push(n);
-                        joined.extend_from_slice(&buf[..n]);
-                    }
-                    Err(_) => break,
-                }
-            }
-            last = (sizes, joined == want);
-            if last.1 {
-                break;
-            }
-        }
-        last
+        let (sizes, exact, _) = ask_until_whole(&s, b"burst please", &want);
+        (sizes, exact)
     });
     let _ = server.join();
     assert_eq!(

@@ -697,20 +697,42 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         if c.udp {
             return self.extends_udp(o, c, pkt);
         }
+        let Some(head) = self.same_flow_head(o, c, pkt) else {
+            return false;
+        };
+        if c.seq != o.next_seq || c.flags & tcp::Flags::CWR.0 != 0 {
+            return false;
+        }
+        let same = |r: core::ops::Range<usize>| head.get(r.clone()) == pkt.get(r);
+        let l4 = o.l4;
+        // ACK number, data offset, window, options; flags apart from PSH and CWR.
+        let tcp_same =
+            same(l4 + 8..l4 + 13) && same(l4 + 14..l4 + 16) && same(l4 + tcp::HEADER_LEN..o.hdrs);
+        let mask = !(tcp::Flags::PSH.0 | tcp::Flags::CWR.0);
+        let head_flags = head.get(l4 + 13).copied().unwrap_or(0);
+        tcp_same && (head_flags ^ c.flags) & mask == 0
+    }
+
+    /// [`Coalescer::extends`] for UDP (see [`Coalescer::udp`]): what both kinds check, and at
+    /// most [`MAX_UDP_SEGMENTS`].
+    fn extends_udp(&self, o: &Open, c: &Candidate, pkt: &[u8]) -> bool {
+        o.segs < MAX_UDP_SEGMENTS && self.same_flow_head(o, c, pkt).is_some()
+    }
+
+    /// What TCP and UDP merging both need: the open super-packet takes more, `c` has its
+    /// family, header length, at most its segment size, the next IPv4 id (unless DF), and the
+    /// same IP header fields and ports. Returns the open super-packet's headers.
+    fn same_flow_head(&self, o: &Open, c: &Candidate, pkt: &[u8]) -> Option<&[u8]> {
         if o.closed
             || c.v4 != o.v4
             || c.hdrs != o.hdrs
-            || c.seq != o.next_seq
             || c.payload_len > o.gso_size
             || self.used - o.start + c.payload_len > MAX_SUPER_PACKET
-            || c.flags & tcp::Flags::CWR.0 != 0
             || (o.v4 && !o.dont_frag && c.ident != o.last_id.wrapping_add(1))
         {
-            return false;
+            return None;
         }
-        let Some(head) = self.arena.as_ref().get(o.start..o.start + o.hdrs) else {
-            return false;
-        };
+        let head = self.arena.as_ref().get(o.start..o.start + o.hdrs)?;
         let same = |r: core::ops::Range<usize>| head.get(r.clone()) == pkt.get(r);
         // IPv4: version/IHL, DSCP/ECN, flags/fragment offset, TTL, protocol, addresses.
         // IPv6: version/traffic class/flow label, next header, hop limit, addresses.
@@ -719,40 +741,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         } else {
             same(0..4) && same(6..40)
         };
-        let l4 = o.l4;
-        // Ports, ACK number, data offset, window, options; flags apart from PSH and CWR.
-        let tcp_same = same(l4..l4 + 4)
-            && same(l4 + 8..l4 + 13)
-            && same(l4 + 14..l4 + 16)
-            && same(l4 + tcp::HEADER_LEN..o.hdrs);
-        let mask = !(tcp::Flags::PSH.0 | tcp::Flags::CWR.0);
-        let head_flags = head.get(l4 + 13).copied().unwrap_or(0);
-        ip_same && tcp_same && (head_flags ^ c.flags) & mask == 0
-    }
-
-    /// [`Coalescer::extends`] for UDP (see [`Coalescer::udp`]).
-    fn extends_udp(&self, o: &Open, c: &Candidate, pkt: &[u8]) -> bool {
-        if o.closed
-            || c.v4 != o.v4
-            || c.hdrs != o.hdrs
-            || c.payload_len > o.gso_size
-            || o.segs >= MAX_UDP_SEGMENTS
-            || self.used - o.start + c.payload_len > MAX_SUPER_PACKET
-            || (o.v4 && !o.dont_frag && c.ident != o.last_id.wrapping_add(1))
-        {
-            return false;
-        }
-        let Some(head) = self.arena.as_ref().get(o.start..o.start + o.hdrs) else {
-            return false;
-        };
-        let same = |r: core::ops::Range<usize>| head.get(r.clone()) == pkt.get(r);
-        let ip_same = if o.v4 {
-            same(0..2) && same(6..10) && same(12..20)
-        } else {
-            same(0..4) && same(6..40)
-        };
-        // Ports.
-        ip_same && same(o.l4..o.l4 + 4)
+        (ip_same && same(o.l4..o.l4 + 4)).then_some(head)
     }
 
     fn append(&mut self, mut o: Open, c: Candidate, pkt: &[u8]) -> Result<Pushed> {
